@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Run piggyjax on a Cloud TPU VM slice: create it (directly or as a queued resource), put the code
+# on every worker, install jax[tpu] into a venv there, run experiments/main.py on all workers at
+# once (one JAX process per host, joined by jax.distributed), copy the tables and figures back,
+# delete the slice. The workdir is on GCS: the workers share nothing else, and nothing is lost when
+# the slice goes.
+set -euo pipefail
+
+PROG=launch/tpu_vm.sh
+usage() {
+  cat <<'EOF'
+Usage: launch/tpu_vm.sh --name=NAME --zone=ZONE --workdir=gs://BUCKET/RUN --data_dir=DIR [flags] [-- MAIN_FLAGS...]
+
+Creates a Cloud TPU VM slice, runs experiments/main.py --multihost on every worker, copies
+results.{md,csv,json} and figures/ back, and deletes the slice (also when a step fails).
+
+Required:
+  --name=NAME              TPU VM name (also the queued resource's id with --queued)
+  --zone=ZONE              e.g. us-central2-b
+  --workdir=gs://...       the run's workdir, shared by all workers (must be gs://)
+  --data_dir=DIR           TFDS data dir / data root as every worker sees it, usually gs://...
+
+Optional:
+  --accelerator_type=TYPE  default v4-32 (4 hosts x 4 chips); v5litepod-16, v5p-8, v6e-8, ...
+  --runtime_version=VER    default from the accelerator: tpu-ubuntu2204-base (v2-v4),
+                           v2-alpha-tpuv5-lite (v5e), v2-alpha-tpuv5 (v5p), v2-alpha-tpuv6e (v6e)
+  --project=PROJECT        default: gcloud's configured project
+  --queued                 request a queued resource and wait until it is ACTIVE
+  --spot                   Spot capacity (cheaper, may be preempted)
+  --keep                   do not delete the slice at the end
+  --reuse                  the slice already exists (e.g. from --keep): skip creating it
+  --repo=URL [--ref=REF]   git clone URL (at REF) on each worker instead of copying this checkout
+  --config=PATH            default experiments/configs/paper.py
+  --mode=MODE              default sequence (train|eval|apply|sequence)
+  --extras=LIST            pip extras, default tpu,tf (tf: TFDS's coco builder imports TensorFlow)
+  --python=BIN             interpreter for the venv on the workers, default python3.11
+  --results_dir=DIR        where tables and figures land locally, default runs/NAME
+  --dry_run                print the commands, one per line, and run none
+  -h, --help               this text
+Everything after '--' goes to experiments/main.py, e.g. -- --config.steps=1000
+EOF
+}
+
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+parse_args "name zone accelerator_type runtime_version project workdir data_dir repo ref config \
+  mode extras python results_dir" "queued spot keep reuse" "$@"
+require name zone workdir data_dir
+[[ ${OPT[workdir]} == gs://* ]] ||
+  die "--workdir must be a gs:// path: the workers share no disk (got '${OPT[workdir]}')"
+[[ -z ${OPT[ref]:-} || -n ${OPT[repo]:-} ]] || die "--ref needs --repo"
+
+NAME=${OPT[name]}
+ACCEL=${OPT[accelerator_type]:-v4-32}
+case $ACCEL in
+  v6e-*) default_runtime=v2-alpha-tpuv6e ;;
+  v5p-*) default_runtime=v2-alpha-tpuv5 ;;
+  v5litepod-* | v5e-*) default_runtime=v2-alpha-tpuv5-lite ;;
+  *) default_runtime=tpu-ubuntu2204-base ;;
+esac
+RUNTIME=${OPT[runtime_version]:-$default_runtime}
+WORKDIR=${OPT[workdir]%/}
+PY=${OPT[python]:-python3.11}
+RESULTS=${OPT[results_dir]:-runs/$NAME}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Flags every gcloud TPU command shares.
+WHERE=(--zone="${OPT[zone]}")
+[[ -z ${OPT[project]:-} ]] || WHERE+=(--project="${OPT[project]}")
+on_all() { run gcloud compute tpus tpu-vm ssh "$NAME" "${WHERE[@]}" --worker=all --command="$1"; }
+
+if [[ -n ${OPT[queued]:-} ]]; then
+  DELETE=(gcloud compute tpus queued-resources delete "$NAME" "${WHERE[@]}" --force --quiet)
+else
+  DELETE=(gcloud compute tpus tpu-vm delete "$NAME" "${WHERE[@]}" --quiet)
+fi
+# A slice left running costs money by the hour, so it goes on failure too, unless --keep.
+cleanup() {
+  local rc=$?
+  if [[ -n ${OPT[keep]:-} ]]; then
+    echo "$PROG: --keep: $NAME is still running; delete it with: $(cmdline "${DELETE[@]}")" >&2
+  else
+    run "${DELETE[@]}"
+  fi
+  exit "$rc"
+}
+
+# 1. The slice.
+spot=()
+[[ -z ${OPT[spot]:-} ]] || spot=(--spot)
+if [[ -z ${OPT[reuse]:-} ]]; then
+  if [[ -n ${OPT[queued]:-} ]]; then
+    run gcloud compute tpus queued-resources create "$NAME" --node-id="$NAME" "${WHERE[@]}" \
+      --accelerator-type="$ACCEL" --runtime-version="$RUNTIME" "${spot[@]}"
+  else
+    run gcloud compute tpus tpu-vm create "$NAME" "${WHERE[@]}" \
+      --accelerator-type="$ACCEL" --version="$RUNTIME" "${spot[@]}"
+  fi
+fi
+trap cleanup EXIT
+if [[ -n ${OPT[queued]:-} && -z ${OPT[reuse]:-} ]]; then
+  poll=(gcloud compute tpus queued-resources describe "$NAME" "${WHERE[@]}"
+    --format='value(state.state)')
+  if ((DRY_RUN)); then
+    echo "# every 60 s until the state is ACTIVE:"
+    cmdline "${poll[@]}"
+  else
+    while :; do
+      state=$(run "${poll[@]}")
+      case $state in
+        ACTIVE) break ;;
+        FAILED | SUSPENDED) die "queued resource $NAME is $state" ;;
+      esac
+      sleep 60
+    done
+  fi
+fi
+
+# 2. The code, on every worker, in ~/piggyjax.
+if [[ -n ${OPT[repo]:-} ]]; then
+  fetch="rm -rf ~/piggyjax && git clone $(quote "${OPT[repo]}") ~/piggyjax"
+  [[ -z ${OPT[ref]:-} ]] || fetch+=" && git -C ~/piggyjax checkout $(quote "${OPT[ref]}")"
+  on_all "$fetch"
+else
+  # The working tree as it is (uncommitted edits included), without venvs, runs and caches.
+  tarball=${TMPDIR:-/tmp}/piggyjax-$NAME.tar.gz
+  run tar -czf "$tarball" --exclude=./.git --exclude=./.venv --exclude=./runs --exclude=./.cache \
+    --exclude='*.egg-info' --exclude=__pycache__ -C "$ROOT" .
+  run gcloud compute tpus tpu-vm scp "$tarball" "$NAME":piggyjax.tar.gz "${WHERE[@]}" --worker=all
+  on_all "rm -rf ~/piggyjax && mkdir ~/piggyjax && tar -xzf ~/piggyjax.tar.gz -C ~/piggyjax"
+fi
+
+# 3. A venv with jax[tpu]. jax needs Python >= 3.11; the TPU images are Ubuntu 22.04 (3.10), whose
+# universe archive has python3.11.
+on_all "(command -v $(quote "$PY") >/dev/null || (sudo apt-get -qq update && \
+sudo apt-get -qq install -y $(quote "$PY") $(quote "$PY-venv"))) && \
+$(quote "$PY") -m venv ~/piggyjax-venv && ~/piggyjax-venv/bin/pip install -q --upgrade pip && \
+cd ~/piggyjax && ~/piggyjax-venv/bin/pip install -q -e $(quote ".[${OPT[extras]:-tpu,tf}]")"
+
+# 4. The run: the same command on every worker; jax.distributed.initialize() finds the others.
+# shellcheck disable=SC2088  # the tilde is for the worker's shell to expand
+on_all "cd ~/piggyjax && $(cmdline '~/piggyjax-venv/bin/python' experiments/main.py --multihost \
+  --mode="${OPT[mode]:-sequence}" --config="${OPT[config]:-experiments/configs/paper.py}" \
+  --workdir="$WORKDIR" --data_dir="${OPT[data_dir]}" "${PASS[@]}")"
+
+# 5. Tables and figures back here (banks and checkpoints stay in the workdir).
+run mkdir -p "$RESULTS"
+run gcloud storage cp -r "$WORKDIR/results.md" "$WORKDIR/results.csv" "$WORKDIR/results.json" \
+  "$WORKDIR/figures" "$RESULTS/"
+# 6. The trap deletes the slice.
