@@ -4,6 +4,10 @@
 
 # Who is talking in error messages; each script sets it before sourcing.
 PROG=${PROG:-launch}
+if ((BASH_VERSINFO[0] < 4)); then
+  echo "$PROG: error: needs bash >= 4 (macOS ships 3.2: brew install bash)" >&2
+  exit 2
+fi
 DRY_RUN=0
 declare -A OPT=()   # --flag value / --flag=value, and boolean flags as 1
 PASS=()             # everything after `--`, handed to experiments/main.py unchanged
