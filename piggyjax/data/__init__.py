@@ -1,0 +1,35 @@
+"""Data for piggyjax: random-access sources and one grain pipeline.
+
+``make_source(task_id, split, config)`` picks a source; ``batches(source, ...)`` turns it into
+numpy batches (see docs/CONTRACTS.md); ``find_style_image(name, ...)`` finds a painting.
+
+Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason and logged once;
+``src[i]`` raises ``SkipRecord`` for it; ``batches`` drops it in training and pads its row with
+``valid=False`` in evaluation):
+- missing data directory, split list, annotation JSON or image folder: FileNotFoundError at
+  construction naming the path and the flag/config field to pass. Empty folder: ValueError.
+- image listed without its mask (VOC), without a panoptic annotation or PNG (COCO dir), or
+  with its file missing: skip, counted at construction (the record never enters ``len``).
+- mask of another size than its image: skip at read time (TFDS: optional nearest resize).
+- mask values that are not classes (VOC 21..254; an RGB mask with colours outside the VOC
+  colormap; a COCO segment with an unknown category): skip. Panoptic pixels whose id is not in
+  ``segments_info``: void (255) and a warning, never a guessed class.
+- gray, gray+alpha, RGBA, palette, CMYK and 16-bit images: converted to RGB uint8 (alpha over
+  white, 16-bit scaled by 1/257).
+- truncated or undecodable JPEG/PNG: skip at read time.
+- annotation paths with '..' or absolute (COCO JSON file names, VOC ids): ValueError at
+  construction; nothing outside the data directory is opened.
+"""
+from piggyjax.data.coco import COCO_PANOPTIC_NAMES, CocoPanopticDir
+from piggyjax.data.factory import make_source
+from piggyjax.data.folder import ImageFolder
+from piggyjax.data.pipeline import batches
+from piggyjax.data.quickstart import Quickstart
+from piggyjax.data.records import SkipRecord, Source
+from piggyjax.data.styles import find_style_image
+from piggyjax.data.tfds_coco import TfdsCocoPanoptic
+from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
+
+__all__ = ["COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "Quickstart", "SkipRecord",
+           "Source", "TfdsCocoPanoptic", "VOC_CLASSES", "VocSegmentation", "batches",
+           "find_style_image", "make_source"]

@@ -1,0 +1,106 @@
+"""``make_source(task_id, split, config)``: which reader serves which task, from ``config.data``.
+
+Fields read (default): ``source`` ('quickstart'), ``data_dir`` (None), ``voc_dir``, ``coco_dir``,
+``image_dir``, ``tfds_data_dir`` (None each), ``coco_things_only`` (False),
+``coco_train_split``/``coco_eval_split`` ('train2017'/'val2017'; 'val2017' for both under
+'samples', which ships val images only), ``voc_train_split``/``voc_eval_split`` ('train'/'val'),
+``on_label_size_mismatch`` ('skip'; TFDS only), ``quickstart_image_size`` (96),
+``quickstart_train_examples`` (512), ``quickstart_eval_examples`` (64), ``seed`` (0).
+
+``data_dir`` mirrors shared/data: ``VOCdevkit/`` or ``voc_samples/VOCdevkit/``, ``coco/`` or
+``coco_samples/``, ``styles/``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from piggyjax.data import coco, folder, quickstart, records, tfds_coco, voc
+
+# task id -> what it reads: labelled COCO, labelled VOC, or unlabelled content images
+TASK_DATA = {"seg_coco": "seg_coco", "seg_voc": "seg_voc", "colorize_coco": "images",
+             "style_starry": "images", "style_scream": "images"}
+SOURCES = ("quickstart", "samples", "tfds", "dirs")
+
+
+def _get(data: Any, key: str, default: Any = None) -> Any:
+  if data is None:
+    return default
+  value = data.get(key, default) if hasattr(data, "get") else getattr(data, key, default)
+  return default if value is None else value
+
+
+def _first_dir(candidates: list[Path], what: str, hint: str) -> Path:
+  for c in candidates:
+    if c.is_dir():
+      return c
+  raise FileNotFoundError(f"{what}: none of {[str(c) for c in candidates]} exists. {hint}")
+
+
+def _data_dir(data: Any, what: str, field: str) -> Path:
+  root = _get(data, "data_dir")
+  if not root:
+    raise FileNotFoundError(f"{what} needs a directory: pass --data_dir=DIR (config.data.data_dir) "
+                            f"or --config.data.{field}=DIR.")
+  return Path(root).expanduser()
+
+
+def voc_root(data: Any) -> Path:
+  if _get(data, "voc_dir"):
+    return Path(_get(data, "voc_dir")).expanduser()
+  root = _data_dir(data, "VOC 2012", "voc_dir")
+  return _first_dir([root / "VOCdevkit", root / "voc_samples" / "VOCdevkit", root / "VOC2012"],
+                    "VOC 2012", "Pass --config.data.voc_dir=PATH/VOCdevkit.")
+
+
+def coco_root(data: Any) -> Path:
+  if _get(data, "coco_dir"):
+    return Path(_get(data, "coco_dir")).expanduser()
+  root = _data_dir(data, "COCO", "coco_dir")
+  return _first_dir([root / "coco", root / "coco_samples"], "COCO",
+                    "Pass --config.data.coco_dir=DIR holding annotations/ and val2017/.")
+
+
+def _content_folder(data: Any, split: str) -> Path:
+  """``image_dir`` (with train/ and val/ subfolders if it has them), else the COCO image folder."""
+  image_dir = _get(data, "image_dir")
+  if image_dir:
+    root = Path(image_dir).expanduser()
+    sub = [root / name for name in ((("train",) if split == "train" else ("val", "eval")))]
+    return next((s for s in sub if s.is_dir()), root)
+  return coco_root(data) / _coco_split(data, split)
+
+
+def _coco_split(data: Any, split: str) -> str:
+  samples = _get(data, "source") == "samples"
+  default = "val2017" if samples or split == "eval" else "train2017"
+  return _get(data, f"coco_{split}_split", default)
+
+
+def make_source(task_id: str, split: str, config: Any) -> records.Source:
+  """A random-access source for ``task_id`` ('train' or 'eval' split); see the module docstring."""
+  if split not in ("train", "eval"):
+    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+  if task_id not in TASK_DATA:
+    raise ValueError(f"no data rule for task {task_id!r}; known: {sorted(TASK_DATA)}. For a task "
+                     "of your own, build a source (e.g. piggyjax.data.ImageFolder) directly.")
+  data = _get(config, "data")
+  kind, name = TASK_DATA[task_id], _get(data, "source", "quickstart")
+  if name not in SOURCES:
+    raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
+  things_only = bool(_get(data, "coco_things_only", False))
+
+  if name == "quickstart":
+    length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
+    return quickstart.Quickstart(kind, split, size=_get(data, "quickstart_image_size", 96),
+                                 length=length, seed=_get(data, "seed", 0))
+  if kind == "images" and (_get(data, "image_dir") or name != "tfds"):
+    return folder.ImageFolder(_content_folder(data, split))
+  if kind == "seg_voc":  # TFDS's voc has boxes only, so VOC always comes from a VOCdevkit
+    return voc.VocSegmentation(voc_root(data), _get(data, f"voc_{split}_split",
+                                                    "train" if split == "train" else "val"))
+  if name == "tfds":
+    return tfds_coco.TfdsCocoPanoptic(split, data_dir=_get(data, "tfds_data_dir"),
+                                      things_only=things_only, labels=kind == "seg_coco",
+                                      on_size_mismatch=_get(data, "on_label_size_mismatch", "skip"))
+  return coco.CocoPanopticDir(coco_root(data), _coco_split(data, split), things_only=things_only)

@@ -1,0 +1,54 @@
+"""Geometry that keeps image and label aligned: one set of parameters, applied to both.
+
+Images resize bilinearly (PIL antialiases when shrinking); labels resize with nearest neighbour
+so a pixel's class is always one of the classes that was there.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+TRAIN_SCALE = (1.0, 1.5)  # shorter side = image_size * U(TRAIN_SCALE) before the random crop
+
+
+class View(NamedTuple):
+  shorter: int  # shorter side after resizing
+  top: int
+  left: int
+  flip: bool
+
+
+def resized_shape(h: int, w: int, shorter: int) -> tuple[int, int]:
+  scale = shorter / min(h, w)
+  return max(shorter, round(h * scale)), max(shorter, round(w * scale))
+
+
+def eval_view(h: int, w: int, size: int) -> View:
+  rh, rw = resized_shape(h, w, size)
+  return View(size, (rh - size) // 2, (rw - size) // 2, False)
+
+
+def train_view(h: int, w: int, size: int, rng: np.random.Generator,
+               scale: tuple[float, float] = TRAIN_SCALE) -> View:
+  shorter = max(size, int(round(size * rng.uniform(*scale))))
+  rh, rw = resized_shape(h, w, shorter)
+  return View(shorter, int(rng.integers(0, rh - size + 1)), int(rng.integers(0, rw - size + 1)),
+              bool(rng.random() < 0.5))
+
+
+def _apply(array: np.ndarray, view: View, size: int, resample: int) -> np.ndarray:
+  h, w = array.shape[:2]
+  rh, rw = resized_shape(h, w, view.shorter)
+  if (rh, rw) != (h, w):
+    array = np.asarray(Image.fromarray(array).resize((rw, rh), resample))
+  out = array[view.top:view.top + size, view.left:view.left + size]
+  return out[:, ::-1] if view.flip else out
+
+
+def apply_view(example: dict[str, Any], view: View, size: int) -> dict[str, np.ndarray]:
+  out = {"image": np.ascontiguousarray(_apply(example["image"], view, size, Image.BILINEAR))}
+  if "label" in example:
+    out["label"] = np.ascontiguousarray(_apply(example["label"], view, size, Image.NEAREST))
+  return out
