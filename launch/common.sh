@@ -28,7 +28,13 @@ parse_args() {
     shift
     # shellcheck disable=SC2034  # PASS is read by the scripts that source this file
     case $arg in
-      --) PASS=("$@"); break ;;
+      --)
+        PASS=("$@")
+        # Nothing real should start because --dry_run landed on the wrong side of `--`.
+        [[ " $* " != *" --dry_run "* && " $* " != *" --dry-run "* ]] ||
+          die "--dry_run goes before '--' (after it, flags are for experiments/main.py)"
+        break
+        ;;
       -h | --help) usage; exit 0 ;;
       --*) ;;
       *) die "unexpected argument '$arg' (flags to experiments/main.py go after '--')" ;;
@@ -40,7 +46,8 @@ parse_args() {
       if [[ $arg == *=* ]]; then
         val=${arg#*=}
       else
-        (($#)) || die "--$name needs a value"
+        # `--zone --dry_run` is a forgotten value, not a zone called --dry_run.
+        [[ $# -gt 0 && $1 != --* ]] || die "--$name needs a value"
         val=$1
         shift
       fi
