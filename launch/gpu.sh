@@ -13,7 +13,7 @@ Sets up a venv with jax[cuda12] and runs experiments/main.py on all local GPUs.
 
 Required:
   --workdir=DIR       the run's workdir (local path or gs://)
-  --data_dir=DIR      TFDS data dir / data root (see WORKSPACE.md)
+  --data_dir=DIR      the local data root (see WORKSPACE.md)
 
 Optional:
   --config=PATH       default experiments/configs/paper.py
@@ -34,6 +34,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args "workdir data_dir config mode gpus venv python extras" "skip_install" "$@"
 require workdir data_dir
+[[ ${OPT[data_dir]} != gs://* ]] || die "--data_dir must be a local directory: the VOCdevkit, \
+COCO-dir and style readers open local files (copy it: gcloud storage rsync -r ${OPT[data_dir]} DIR)"
 
 # Relative paths mean relative to where the user stands, not to the repository we cd into.
 absolute() { case $1 in gs://* | /*) printf '%s' "$1" ;; *) printf '%s' "$PWD/$1" ;; esac; }

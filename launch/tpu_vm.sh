@@ -18,7 +18,9 @@ Required:
   --name=NAME              TPU VM name (also the queued resource's id with --queued)
   --zone=ZONE              e.g. us-central2-b
   --workdir=gs://...       the run's workdir, shared by all workers (must be gs://)
-  --data_dir=DIR           TFDS data dir / data root as every worker sees it, usually gs://...
+  --data_dir=DIR           the data root (WORKSPACE.md): gs://... is copied to --stage_dir on
+                           every worker first (the VOCdevkit, COCO-dir and style readers open
+                           local files); a plain path must already exist on every worker
 
 Optional:
   --accelerator_type=TYPE  default v4-32 (4 hosts x 4 chips); v5litepod-16, v5p-8, v6e-8, ...
@@ -34,6 +36,7 @@ Optional:
   --mode=MODE              default sequence (train|eval|apply|sequence)
   --extras=LIST            pip extras, default tpu,tf (tf: TFDS's coco builder imports TensorFlow)
   --python=BIN             interpreter for the venv on the workers, default python3.11
+  --stage_dir=DIR          where a gs:// --data_dir lands on the workers, default /tmp/piggyjax-data
   --results_dir=DIR        where tables and figures land locally, default runs/NAME
   --dry_run                print the commands, one per line, and run none
   -h, --help               this text
@@ -45,7 +48,7 @@ EOF
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args "name zone accelerator_type runtime_version project workdir data_dir repo ref config \
-  mode extras python results_dir" "queued spot keep reuse" "$@"
+  mode extras python stage_dir results_dir" "queued spot keep reuse" "$@"
 require name zone workdir data_dir
 [[ ${OPT[workdir]} == gs://* ]] ||
   die "--workdir must be a gs:// path: the workers share no disk (got '${OPT[workdir]}')"
@@ -138,14 +141,22 @@ sudo apt-get -qq install -y $(quote "$PY") $(quote "$PY-venv"))) && \
 $(quote "$PY") -m venv ~/piggyjax-venv && ~/piggyjax-venv/bin/pip install -q --upgrade pip && \
 cd ~/piggyjax && ~/piggyjax-venv/bin/pip install -q -e $(quote ".[${OPT[extras]:-tpu,tf}]")"
 
-# 4. The run: the same command on every worker; jax.distributed.initialize() finds the others.
+# 4. The data, on every worker's disk when it lives on GCS (rsync: a --reuse run copies only news).
+DATA_DIR=${OPT[data_dir]%/}
+if [[ $DATA_DIR == gs://* ]]; then
+  STAGE=${OPT[stage_dir]:-/tmp/piggyjax-data}
+  on_all "mkdir -p $(quote "$STAGE") && $(cmdline gcloud storage rsync -r "$DATA_DIR" "$STAGE")"
+  DATA_DIR=$STAGE
+fi
+
+# 5. The run: the same command on every worker; jax.distributed.initialize() finds the others.
 # shellcheck disable=SC2088  # the tilde is for the worker's shell to expand
 on_all "cd ~/piggyjax && $(cmdline '~/piggyjax-venv/bin/python' experiments/main.py --multihost \
   --mode="${OPT[mode]:-sequence}" --config="${OPT[config]:-experiments/configs/paper.py}" \
-  --workdir="$WORKDIR" --data_dir="${OPT[data_dir]}" "${PASS[@]}")"
+  --workdir="$WORKDIR" --data_dir="$DATA_DIR" "${PASS[@]}")"
 
-# 5. Tables and figures back here (banks and checkpoints stay in the workdir).
+# 6. Tables and figures back here (banks and checkpoints stay in the workdir).
 run mkdir -p "$RESULTS"
 run gcloud storage cp -r "$WORKDIR/results.md" "$WORKDIR/results.csv" "$WORKDIR/results.json" \
   "$WORKDIR/figures" "$RESULTS/"
-# 6. The trap deletes the slice.
+# 7. The trap deletes the slice.

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TPU = ROOT / "launch" / "tpu_vm.sh"
 GPU = ROOT / "launch" / "gpu.sh"
 TPU_REQUIRED = {"name": "pj", "zone": "us-central2-b", "workdir": "gs://bkt/run1",
-                "data_dir": "gs://bkt/tfds"}
+                "data_dir": "gs://bkt/data"}
 GPU_REQUIRED = {"workdir": "/abs/work", "data_dir": "/abs/data"}
 # Programs a dry run must never start: stand-ins on PATH that leave a trace if they are.
 STUBS = ("gcloud", "gsutil", "tar", "python3.11", "pip")
@@ -73,21 +73,29 @@ def test_tpu_default_run_creates_ships_installs_runs_fetches_deletes(sh):
     assert lines[scp][5] == lines[tar][2] and "--worker=all" in lines[scp]
 
     ssh = [i for i, w in enumerate(lines) if w[:5] == "gcloud compute tpus tpu-vm ssh".split()]
-    unpack, install, train = (shlex.split(remote(lines[i])) for i in ssh)
+    unpack, install, stage, train = (shlex.split(remote(lines[i])) for i in ssh)
     assert "tar" in unpack and "~/piggyjax" in unpack
     assert ["pip", "install", "-q", "-e", ".[tpu,tf]"] == \
         [w.rsplit("/", 1)[-1] for w in install[-5:]]
+    # the readers open local files, so gs:// data is copied onto every worker first
+    assert stage[-6:] == ["gcloud", "storage", "rsync", "-r", "gs://bkt/data", "/tmp/piggyjax-data"]
     main = train[train.index("experiments/main.py"):]
     assert main == ["experiments/main.py", "--multihost", "--mode=sequence",
                     "--config=experiments/configs/paper.py", "--workdir=gs://bkt/run1",
-                    "--data_dir=gs://bkt/tfds"]
+                    "--data_dir=/tmp/piggyjax-data"]
 
     cp = find(lines, "gcloud", "storage", "cp", "-r")
     assert lines[cp][4:] == ["gs://bkt/run1/results.md", "gs://bkt/run1/results.csv",
                              "gs://bkt/run1/results.json", "gs://bkt/run1/figures", "runs/pj/"]
     assert lines[-1] == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "pj",
                          "--zone=us-central2-b", "--quiet"]
-    assert create < tar < scp < ssh[0] < ssh[1] < ssh[2] < cp < len(lines) - 1
+    assert create < tar < scp < ssh[0] < ssh[1] < ssh[2] < ssh[3] < cp < len(lines) - 1
+
+
+def test_tpu_data_already_on_the_workers_is_used_in_place(sh):
+    lines = dry(sh, TPU, *flags(TPU_REQUIRED, data_dir="/mnt/disks/data"))
+    assert not any("rsync" in " ".join(w) for w in lines)
+    assert "--data_dir=/mnt/disks/data" in shlex.split(remote(lines[-4]))
 
 
 def test_tpu_keep_leaves_the_slice_and_says_how_to_delete_it(sh):
@@ -228,13 +236,13 @@ def test_gpu_installs_cuda_jax_and_runs_on_every_gpu(sh, tmp_path):
 
 def test_gpu_selected_devices_relative_paths_and_skip_install(sh, tmp_path):
     (tmp_path / "here").mkdir()
-    lines = dry(sh, GPU, "--workdir=runs/p", "--data_dir=gs://bkt/tfds", "--gpus=0,2",
+    lines = dry(sh, GPU, "--workdir=runs/p", "--data_dir=data", "--gpus=0,2",
                 "--skip_install", "--config=experiments/configs/samples.py", "--", "--task=seg_voc")
     assert lines == [["cd", str(ROOT)],
                      ["env", "JAX_PLATFORMS=cuda", "CUDA_VISIBLE_DEVICES=0,2",
                       f"{ROOT}/.venv/bin/python", "experiments/main.py", "--mode=sequence",
                       "--config=experiments/configs/samples.py", f"--workdir={tmp_path}/runs/p",
-                      "--data_dir=gs://bkt/tfds", "--task=seg_voc"]]
+                      f"--data_dir={tmp_path}/data", "--task=seg_voc"]]
 
 
 def test_gpu_real_run_runs_what_the_dry_run_printed(sh, tmp_path):
@@ -246,6 +254,12 @@ def test_gpu_real_run_runs_what_the_dry_run_printed(sh, tmp_path):
     proc, calls = recorded_run(tmp_path, GPU, args)
     assert proc.returncode == 0, proc.stderr
     assert calls == [w[1:] if w[0] == "env" else w for w in printed if w[0] != "cd"]
+
+
+def test_gpu_refuses_data_on_gcs(sh):
+    proc = sh(GPU, "--dry_run", *flags(GPU_REQUIRED, data_dir="gs://bkt/data"))
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "--data_dir must be a local directory" in proc.stderr
 
 
 @pytest.mark.parametrize("missing", sorted(GPU_REQUIRED))
