@@ -134,7 +134,9 @@ class Quickstart(records.Source):
   def __getitem__(self, index: int) -> dict[str, Any]:
     if not 0 <= index < self.length:
       raise IndexError(index)
-    rng = np.random.default_rng([self.seed, SPLITS[self.split], KINDS.index(self.kind), index])
+    # The crop ignores the kind, so every kind shows the same photo crop at index i; the shapes
+    # depend on it, so seg_coco and seg_voc get different label maps.
+    rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
     name, photo = self.photos[index % len(self.photos)]
     h, w = photo.shape[:2]
     side = int(rng.uniform(0.4, 1.0) * min(h, w))
@@ -143,6 +145,7 @@ class Quickstart(records.Source):
     image = np.asarray(crop.resize((self.size, self.size), Image.BILINEAR))
     out = {"image": image, "id": f"{self.split}-{index:06d}-{name}"}
     if self.has_labels:
-      label = draw_shapes(rng, self.size, self.num_classes)
+      shapes_rng = np.random.default_rng([self.seed, SPLITS[self.split], index, KINDS.index(self.kind)])
+      label = draw_shapes(shapes_rng, self.size, self.num_classes)
       out["image"], out["label"] = paint(image, label, self.kind), label
     return out
