@@ -1,0 +1,95 @@
+"""Tasks by id: what the backbone sees, the head's width, the loss, the metrics, the pictures.
+
+    from piggyjax import tasks
+    tasks.names()      # ['colorize_coco', 'seg_coco', 'seg_voc', 'style_scream', 'style_starry']
+    task = tasks.get("seg_voc")
+
+Registering your own task takes a few lines. Another dataset of an existing kind:
+
+    tasks.register(tasks.Segmentation("seg_ade", head_channels=150))
+    tasks.register(tasks.Style("style_wave", style_name="great_wave"))
+
+A new kind: subclass ``Task`` (a frozen dataclass; ``model_input`` defaults to image / 255,
+``load`` to ``{}``, ``visualize`` to ``to_image``) and define the rest of docs/CONTRACTS.md:
+
+    import dataclasses, jax, jax.numpy as jnp
+    from piggyjax.tasks import base, imaging
+
+    @dataclasses.dataclass(frozen=True)
+    class Denoise(tasks.Task):
+      kind: str = "denoise"
+      head_channels: int = 3
+      primary_metric: str = "mse"
+      higher_is_better: bool = False
+
+      def model_input(self, batch):  # a fixed noise key keeps evaluation repeatable
+        x = jnp.asarray(batch["image"]) / 255.0
+        return jnp.clip(x + 0.1 * jax.random.normal(jax.random.key(0), x.shape), 0, 1)
+
+      def _mse(self, outputs_BHWK, batch):
+        return jnp.mean((outputs_BHWK - jnp.asarray(batch["image"]) / 255.0) ** 2, axis=(1, 2, 3))
+
+      def loss(self, consts, outputs_BHWK, batch):
+        per_row = self._mse(outputs_BHWK, batch)
+        mse = imaging.masked_mean(per_row, imaging.valid_rows(batch, per_row.shape[0]))
+        return mse, {"mse": mse}
+
+      def metrics_init(self):
+        return base.summed_metrics(("mse",))
+
+      def metrics_update(self, consts, state, outputs_BHWK, batch):
+        per_row = self._mse(outputs_BHWK, batch)
+        return base.add_rows(state, {"mse": per_row}, imaging.valid_rows(batch, per_row.shape[0]))
+
+      def metrics_finalize(self, state):
+        return base.finalize_means(jax.device_get(state))
+
+      def to_image(self, outputs_HWK, image_HW3):
+        return imaging.to_uint8(outputs_HWK)
+
+    tasks.register(Denoise("denoise_coco"))
+"""
+from __future__ import annotations
+
+from piggyjax.tasks.base import Task
+from piggyjax.tasks.colorization import Colorization
+from piggyjax.tasks.segmentation import Segmentation
+from piggyjax.tasks.style import Style
+
+__all__ = ["Task", "Segmentation", "Colorization", "Style", "names", "get", "register"]
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task, *, overwrite: bool = False) -> Task:
+  """Adds ``task`` under ``task.name``; re-using a name is an error unless ``overwrite``."""
+  if not isinstance(task, Task):
+    raise TypeError(f"register() takes a piggyjax.tasks.Task, got {type(task).__name__}")
+  if task.name in _REGISTRY and not overwrite and _REGISTRY[task.name] != task:
+    raise ValueError(f"a task named {task.name!r} is already registered; pick another name "
+                     "or pass overwrite=True")
+  _REGISTRY[task.name] = task
+  return task
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get(task_id: str) -> Task:
+  try:
+    return _REGISTRY[task_id]
+  except KeyError:
+    raise ValueError(
+        f"unknown task {task_id!r}; known tasks: {', '.join(names())}. To add one, build a "
+        "piggyjax.tasks.Task (e.g. tasks.Segmentation('my_seg', head_channels=K)) and call "
+        "piggyjax.tasks.register(task) before using its id.") from None
+
+
+# COCO panoptic's 133 categories (80 things + 53 stuff) mapped to contiguous ids 0..132;
+# VOC: background + 20 classes. 255 = ignore in both.
+register(Segmentation("seg_coco", head_channels=133))
+register(Segmentation("seg_voc", head_channels=21))
+register(Colorization("colorize_coco"))
+register(Style("style_starry", style_name="starry_night"))
+register(Style("style_scream", style_name="the_scream"))
