@@ -2,8 +2,8 @@
 # Run piggyjax on a Cloud TPU VM slice: create it (directly or as a queued resource), put the code
 # on every worker, install jax[tpu] into a venv there, run experiments/main.py on all workers at
 # once (one JAX process per host, joined by jax.distributed), copy the tables and figures back,
-# delete the slice. The workdir is on GCS: the workers share nothing else, and nothing is lost when
-# the slice goes.
+# delete the slice. The workdir is on GCS (mounted on every worker): the workers share nothing
+# else, and nothing is lost when the slice goes.
 set -euo pipefail
 
 PROG=launch/tpu_vm.sh
@@ -17,7 +17,7 @@ results.{md,csv,json} and figures/ back, and deletes the slice (also when a step
 Required:
   --name=NAME              TPU VM name (also the queued resource's id with --queued)
   --zone=ZONE              e.g. us-central2-b
-  --workdir=gs://...       the run's workdir, shared by all workers (must be gs://)
+  --workdir=gs://...       the run's workdir, shared by all workers (see --direct_gcs)
   --data_dir=DIR           the data root (WORKSPACE.md): gs://... is copied to --stage_dir on
                            every worker first (the VOCdevkit, COCO-dir and style readers open
                            local files); a plain path must already exist on every worker
@@ -36,6 +36,9 @@ Optional:
   --mode=MODE              default sequence (train|eval|apply|sequence)
   --extras=LIST            pip extras, default tpu,tf (tf: TFDS's coco builder imports TensorFlow)
   --python=BIN             interpreter for the venv on the workers, default python3.11
+  --direct_gcs             hand main.py the gs:// workdir itself; by default the bucket is
+                           mounted with Cloud Storage FUSE at /mnt/gcs/BUCKET on every worker
+                           and main.py gets that path (piggyjax writes through local-file APIs)
   --stage_dir=DIR          where a gs:// --data_dir lands on the workers, default /tmp/piggyjax-data
   --results_dir=DIR        where tables and figures land locally, default runs/NAME
   --dry_run                print the commands, one per line, and run none
@@ -48,7 +51,7 @@ EOF
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args "name zone accelerator_type runtime_version project workdir data_dir repo ref config \
-  mode extras python stage_dir results_dir" "queued spot keep reuse" "$@"
+  mode extras python stage_dir results_dir" "queued spot keep reuse direct_gcs" "$@"
 require name zone workdir data_dir
 [[ ${OPT[workdir]} == gs://* ]] ||
   die "--workdir must be a gs:// path: the workers share no disk (got '${OPT[workdir]}')"
@@ -64,6 +67,12 @@ case $ACCEL in
 esac
 RUNTIME=${OPT[runtime_version]:-$default_runtime}
 WORKDIR=${OPT[workdir]%/}
+bucket=${WORKDIR#gs://}
+bucket=${bucket%%/*}
+[[ $bucket =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "--workdir: '$bucket' is not a bucket name"
+mnt=/mnt/gcs/$bucket  # where the workdir's bucket is mounted on the workers (step 5)
+RUN_WORKDIR=$mnt${WORKDIR#gs://"$bucket"}
+[[ -z ${OPT[direct_gcs]:-} ]] || RUN_WORKDIR=$WORKDIR
 PY=${OPT[python]:-python3.11}
 RESULTS=${OPT[results_dir]:-runs/$NAME}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -135,10 +144,11 @@ else
 fi
 
 # 3. A venv with jax[tpu]. jax needs Python >= 3.11; the TPU images are Ubuntu 22.04 (3.10), whose
-# universe archive has python3.11.
-on_all "(command -v $(quote "$PY") >/dev/null || (sudo apt-get -qq update && \
-sudo apt-get -qq install -y $(quote "$PY") $(quote "$PY-venv"))) && \
-$(quote "$PY") -m venv ~/piggyjax-venv && ~/piggyjax-venv/bin/pip install -q --upgrade pip && \
+# universe archive has python3.11 (and its venv module as a separate package).
+venv="$(quote "$PY") -m venv ~/piggyjax-venv"
+on_all "($venv || (sudo apt-get -qq update && \
+sudo apt-get -qq install -y $(quote "$PY") $(quote "$PY-venv") && $venv)) && \
+~/piggyjax-venv/bin/pip install -q --upgrade pip && \
 cd ~/piggyjax && ~/piggyjax-venv/bin/pip install -q -e $(quote ".[${OPT[extras]:-tpu,tf}]")"
 
 # 4. The data, on every worker's disk when it lives on GCS (rsync: a --reuse run copies only news).
@@ -149,14 +159,31 @@ if [[ $DATA_DIR == gs://* ]]; then
   DATA_DIR=$STAGE
 fi
 
-# 5. The run: the same command on every worker; jax.distributed.initialize() finds the others.
+# 5. The workdir, at one path on every worker. piggyjax writes through pathlib (not GCS APIs), and
+# the JAX processes must share one directory (Orbax checkpoints; the banks process 0 writes and
+# the others read), so Cloud Storage FUSE mounts the bucket. Metadata caching off: a file that
+# process 0 has just closed is what the others open (gcsfuse caches forever on large machines by
+# default). --rename-dir-limit lets the bank's and Orbax's directory renames through.
+if [[ -z ${OPT[direct_gcs]:-} ]]; then
+  on_all "command -v gcsfuse >/dev/null || { echo \"deb [signed-by=/usr/share/keyrings/cloud.google.asc] \
+https://packages.cloud.google.com/apt gcsfuse-\$(lsb_release -cs) main\" | \
+sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null && \
+curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | \
+sudo tee /usr/share/keyrings/cloud.google.asc >/dev/null && \
+sudo apt-get -qq update && sudo apt-get -qq install -y gcsfuse; } && \
+sudo mkdir -p $mnt && sudo chown \"\$USER\" $mnt && (mountpoint -q $mnt || \
+$(cmdline gcsfuse --implicit-dirs --rename-dir-limit=1000000 --metadata-cache-ttl-secs=0 \
+    --metadata-cache-negative-ttl-secs=0 "$bucket" "$mnt"))"
+fi
+
+# 6. The run: the same command on every worker; jax.distributed.initialize() finds the others.
 # shellcheck disable=SC2088  # the tilde is for the worker's shell to expand
 on_all "cd ~/piggyjax && $(cmdline '~/piggyjax-venv/bin/python' experiments/main.py --multihost \
   --mode="${OPT[mode]:-sequence}" --config="${OPT[config]:-experiments/configs/paper.py}" \
-  --workdir="$WORKDIR" --data_dir="$DATA_DIR" "${PASS[@]}")"
+  --workdir="$RUN_WORKDIR" --data_dir="$DATA_DIR" "${PASS[@]}")"
 
-# 6. Tables and figures back here (banks and checkpoints stay in the workdir).
+# 7. Tables and figures back here (banks and checkpoints stay in the workdir).
 run mkdir -p "$RESULTS"
 run gcloud storage cp -r "$WORKDIR/results.md" "$WORKDIR/results.csv" "$WORKDIR/results.json" \
   "$WORKDIR/figures" "$RESULTS/"
-# 7. The trap deletes the slice.
+# 8. The trap deletes the slice.

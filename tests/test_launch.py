@@ -73,15 +73,17 @@ def test_tpu_default_run_creates_ships_installs_runs_fetches_deletes(sh):
     assert lines[scp][5] == lines[tar][2] and "--worker=all" in lines[scp]
 
     ssh = [i for i, w in enumerate(lines) if w[:5] == "gcloud compute tpus tpu-vm ssh".split()]
-    unpack, install, stage, train = (shlex.split(remote(lines[i])) for i in ssh)
+    unpack, install, stage, mount, train = (shlex.split(remote(lines[i])) for i in ssh)
     assert "tar" in unpack and "~/piggyjax" in unpack
     assert ["pip", "install", "-q", "-e", ".[tpu,tf]"] == \
         [w.rsplit("/", 1)[-1] for w in install[-5:]]
     # the readers open local files, so gs:// data is copied onto every worker first
     assert stage[-6:] == ["gcloud", "storage", "rsync", "-r", "gs://bkt/data", "/tmp/piggyjax-data"]
+    # piggyjax writes through local-file APIs: the bucket is mounted at one path on every worker
+    assert mount[-2:] == ["bkt", "/mnt/gcs/bkt)"] and "--metadata-cache-ttl-secs=0" in mount
     main = train[train.index("experiments/main.py"):]
     assert main == ["experiments/main.py", "--multihost", "--mode=sequence",
-                    "--config=experiments/configs/paper.py", "--workdir=gs://bkt/run1",
+                    "--config=experiments/configs/paper.py", "--workdir=/mnt/gcs/bkt/run1",
                     "--data_dir=/tmp/piggyjax-data"]
 
     cp = find(lines, "gcloud", "storage", "cp", "-r")
@@ -89,13 +91,29 @@ def test_tpu_default_run_creates_ships_installs_runs_fetches_deletes(sh):
                              "gs://bkt/run1/results.json", "gs://bkt/run1/figures", "runs/pj/"]
     assert lines[-1] == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "pj",
                          "--zone=us-central2-b", "--quiet"]
-    assert create < tar < scp < ssh[0] < ssh[1] < ssh[2] < ssh[3] < cp < len(lines) - 1
+    assert create < tar < scp < ssh[0] and ssh[-1] < cp < len(lines) - 1
 
 
 def test_tpu_data_already_on_the_workers_is_used_in_place(sh):
     lines = dry(sh, TPU, *flags(TPU_REQUIRED, data_dir="/mnt/disks/data"))
     assert not any("rsync" in " ".join(w) for w in lines)
     assert "--data_dir=/mnt/disks/data" in shlex.split(remote(lines[-4]))
+
+
+def test_tpu_direct_gcs_hands_main_py_the_bucket_path(sh):
+    lines = dry(sh, TPU, *flags(TPU_REQUIRED), "--direct_gcs")
+    assert not any("gcsfuse" in " ".join(w) for w in lines)
+    assert "--workdir=gs://bkt/run1" in shlex.split(remote(lines[-4]))
+
+
+@pytest.mark.parametrize("extra", [[], ["--queued", "--repo=https://x.org/p.git", "--ref=a b"],
+                                   ["--direct_gcs", "--", "--config.name=it's $HOME"]])
+def test_tpu_remote_commands_are_valid_bash(sh, extra):
+    for words in dry(sh, TPU, *flags(TPU_REQUIRED), *extra):
+        if "--worker=all" in words and "ssh" in words:
+            cmd = remote(words)
+            proc = subprocess.run(["bash", "-n", "-c", cmd], capture_output=True, text=True)
+            assert proc.returncode == 0, (cmd, proc.stderr)
 
 
 def test_tpu_keep_leaves_the_slice_and_says_how_to_delete_it(sh):
@@ -202,6 +220,7 @@ def test_tpu_missing_required_flag_is_named(sh, missing):
 @pytest.mark.parametrize("args,message", [
     (flags(TPU_REQUIRED, workdir="/local/run"), "--workdir must be a gs:// path"),
     (flags(TPU_REQUIRED, ref="v1"), "--ref needs --repo"),
+    (flags(TPU_REQUIRED, workdir="gs://Bad Bucket/x"), "is not a bucket name"),
     (flags(TPU_REQUIRED) + ["--bogus=1"], "unknown flag '--bogus=1'"),
     (flags(TPU_REQUIRED) + ["--zone"], "--zone needs a value"),
     (flags(TPU_REQUIRED) + ["--zone", "--keep"], "--zone needs a value"),
