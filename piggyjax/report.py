@@ -1,0 +1,352 @@
+"""The results table in the paper's layout (Markdown, CSV, JSON) and the figures (PNG).
+
+Everything here reads the plain ``results`` dict that ``piggyjax.continual`` writes as
+results.json, so a table or a figure can be remade from that file alone, without JAX.
+Forgetting is measured on each task's primary metric; ``R[j][i]`` is task i after task j.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+Results = dict[str, Any]
+Table = list[list[str]]
+
+STRATEGIES = ("scratch", "finetune", "decoder", "piggyback")
+HEADERS = {"finetune": "fine-tune"}
+TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "colorize_coco": "Colorization",
+               "style_starry": "Starry Night", "style_scream": "The Scream"}
+METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
+                 "psnr": "PSNR (dB)", "total_loss": "total loss", "content_loss": "content loss",
+                 "style_loss": "style loss", "tv_loss": "TV loss"}
+# The paper lists MSE before SSIM and SSIM before the total loss; sub-terms come after.
+METRIC_ORDER = ("miou", "pixel_acc", "mse", "psnr", "ssim", "total_loss", "content_loss",
+                "style_loss", "tv_loss")
+HIGHER_IS_BETTER = {"miou", "pixel_acc", "ssim", "psnr", "accuracy"}
+
+
+def task_label(task: str) -> str:
+  return TASK_LABELS.get(task, task.replace("_", " "))
+
+
+def metric_label(metric: str) -> str:
+  return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def fmt(x: Any) -> str:
+  """Few significant digits: 244.0, 61.42, 0.912, 3.2e+05; missing or NaN is 'n/a'."""
+  if x is None or not math.isfinite(float(x)):
+    return "n/a"
+  x, a = float(x), abs(float(x))
+  if a == 0:
+    return "0"
+  if a >= 1e5 or a < 1e-3:
+    return f"{x:.3g}"
+  return f"{x:.1f}" if a >= 100 else f"{x:.2f}" if a >= 1 else f"{x:.3f}"
+
+
+def primary(results: Mapping, task: str) -> tuple[str, bool]:
+  """(metric, higher_is_better) of a task; guessed from the metric names if not recorded."""
+  p = results.get("primary", {}).get(task)
+  m = p["metric"] if p else (_task_metrics(results, task) or [None])[0]
+  if m is None:
+    raise KeyError(f"no metric known for task {task!r}")
+  return m, bool(p["higher_is_better"]) if p else m in HIGHER_IS_BETTER
+
+
+def _ordered(metrics: Mapping[str, Any]) -> list[str]:
+  known = [m for m in METRIC_ORDER if m in metrics]
+  return known + sorted(m for m in metrics if m not in METRIC_ORDER)
+
+
+def _value(cell: Mapping | None, metric: str) -> float:
+  v = None if cell is None else cell.get(metric)
+  return float("nan") if v is None else float(v)
+
+
+def _nanmean(xs: Sequence[float]) -> float:
+  xs = [x for x in xs if math.isfinite(x)]
+  return float(np.mean(xs)) if xs else float("nan")
+
+
+def forgetting(results: Mapping, strategy: str) -> dict[str, Any]:
+  """k_after_k1, average_final and bwt of one strategy, from its matrix.
+
+  bwt (Lopez-Paz & Ranzato 2017) = mean over i < T-1 of R[T-1][i] - R[i][i] on each task's
+  primary metric, negated for lower-is-better metrics: negative always means forgetting, 0 means
+  none. Metrics of different tasks have different units, so bwt and average_final mix them;
+  they are summaries for comparing strategies on the same sequence, nothing more.
+  """
+  tasks, R = results["tasks"], results["strategies"][strategy].get("matrix") or []
+  T = len(R)
+  k_after = {tasks[k]: dict(R[k + 1][k]) for k in range(T - 1) if R[k + 1][k] is not None}
+  last = [_value(R[-1][i], primary(results, tasks[i])[0]) for i in range(T)] if T else []
+  diffs = []
+  for i in range(T - 1):
+    metric, higher = primary(results, tasks[i])
+    d = _value(R[-1][i], metric) - _value(R[i][i], metric)
+    diffs.append(d if higher else -d)
+  return {"bwt": _nanmean(diffs), "average_final": _nanmean(last), "k_after_k1": k_after}
+
+
+def summarize(results: Results) -> Results:
+  """Fills strategies[*]['forgetting'] from each matrix, in place, and returns results."""
+  for name, s in results["strategies"].items():
+    if s.get("matrix"):
+      s["forgetting"] = forgetting(results, name)
+  return results
+
+
+def strategies(results: Mapping) -> list[str]:
+  present = list(results["strategies"])
+  return [s for s in STRATEGIES if s in present] + [s for s in present if s not in STRATEGIES]
+
+
+def _task_metrics(results: Mapping, task: str) -> list[str]:
+  seen: dict[str, None] = {}
+  for s in results["strategies"].values():
+    seen.update(dict.fromkeys(s.get("after_training", {}).get(task, {})))
+  return _ordered(seen)
+
+
+def table(results: Mapping) -> Table:
+  """The paper's table: header row, then one row per quantity; every cell a string."""
+  names, tasks = strategies(results), results["tasks"]
+  S = {n: results["strategies"][n] for n in names}
+  F = {n: forgetting(results, n) if S[n].get("matrix") else S[n].get("forgetting", {})
+       for n in names}
+  rows = [["Task / metric"] + [HEADERS.get(n, n) for n in names]]
+  for task in tasks:
+    for m in _task_metrics(results, task):
+      rows.append([f"{task_label(task)} {metric_label(m)}"]
+                  + [fmt(S[n].get("after_training", {}).get(task, {}).get(m)) for n in names])
+  rows.append([f"Model size for {len(tasks)} tasks (MB)"]
+              + [fmt(S[n]["sizes"]["total"] / 1e6) if "sizes" in S[n] else "n/a" for n in names])
+  for k in range(len(tasks) - 1):
+    metric = primary(results, tasks[k])[0]
+    rows.append([f"Task {k + 1} ({task_label(tasks[k])}) after Task {k + 2}, "
+                 f"{metric_label(metric)}"]
+                + [fmt(F[n].get("k_after_k1", {}).get(tasks[k], {}).get(metric)) for n in names])
+  rows.append(["Average final primary metric"] + [fmt(F[n].get("average_final")) for n in names])
+  rows.append(["BWT, primary metric (< 0 = forgetting)"] + [fmt(F[n].get("bwt")) for n in names])
+  return rows
+
+
+def markdown(rows: Table) -> str:
+  head, *body = rows
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+
+
+def matrix_table(results: Mapping, strategy: str) -> Table:
+  """R for one strategy on primary metrics: a row per 'after task j', a column per task i."""
+  tasks, R = results["tasks"], results["strategies"][strategy].get("matrix") or []
+  cols = [f"{task_label(t)} {metric_label(primary(results, t)[0])}" for t in tasks]
+  rows = [["after task"] + cols]
+  for j, row in enumerate(R):
+    rows.append([f"{j + 1}. {task_label(tasks[j])}"]
+                + [fmt(_value(c, primary(results, tasks[i])[0])) if i <= j else ""
+                   for i, c in enumerate(row)])
+  return rows
+
+
+def to_jsonable(x: Any) -> Any:
+  """Plain Python with NaN/inf as null, numpy scalars and arrays unpacked, so json is strict."""
+  if isinstance(x, Mapping):
+    return {str(k): to_jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple, np.ndarray)):
+    return [to_jsonable(v) for v in x]
+  if isinstance(x, np.generic):
+    x = x.item()
+  if isinstance(x, float):
+    return x if math.isfinite(x) else None
+  return x if x is None or isinstance(x, (str, int)) else str(x)
+
+
+def write_tables(results: Results, outdir: str) -> dict[str, str]:
+  """results.md, results.csv and results.json in outdir; returns their paths by kind."""
+  os.makedirs(outdir, exist_ok=True)
+  rows, el = table(results), results.get("elapsed_s")
+  took = f"{el:.0f} s ({el / 60:.1f} min)" if el is not None else "n/a"
+  md = [f"# piggyjax results\n\nTasks, in order: {', '.join(results['tasks'])}  \n"
+        f"Machine: {results.get('machine', 'n/a')}  \nElapsed: {took}\n\n", markdown(rows),
+        "\nBWT: mean over tasks i < T of R[T][i] - R[i][i] on the primary metric, negated where "
+        "lower is better, so negative means forgetting.\n\n## Forgetting matrix R\n\n"
+        "Row j: every task's primary metric after learning task j.\n"]
+  for n in strategies(results):
+    if results["strategies"][n].get("matrix"):
+      md.append(f"\n### {HEADERS.get(n, n)}\n\n" + markdown(matrix_table(results, n)))
+  paths = {k: os.path.join(outdir, f"results.{k}") for k in ("md", "csv", "json")}
+  with open(paths["md"], "w") as f:
+    f.write("".join(md))
+  with open(paths["csv"], "w", newline="") as f:
+    csv.writer(f).writerows(rows)
+  with open(paths["json"], "w") as f:
+    # A copy: the file always carries the forgetting summary, the caller's dict is untouched.
+    json.dump(to_jsonable(summarize(copy.deepcopy(results))), f, indent=2, allow_nan=False)
+  return paths
+
+
+# ---------------------------------------------------------------- figures
+# Figures are built on matplotlib.figure.Figure, not pyplot: that renders with Agg whatever the
+# session's backend, needs no display, and leaves a notebook's own backend alone.
+
+
+def _figure(nrows: int, ncols: int, w: float, h: float):
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(w, h))
+  return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  return path
+
+
+def comparison_grid(task: str, inputs_NHW3: np.ndarray, outputs: Mapping[str, np.ndarray],
+                    path: str, targets_NHW3: np.ndarray | None = None) -> str:
+  """Rows = images; columns input | target | one per strategy, in the table's order."""
+  cols = [("input", inputs_NHW3)] + ([("target", targets_NHW3)] if targets_NHW3 is not None else [])
+  cols += [(HEADERS.get(s, s), outputs[s]) for s in strategies({"strategies": outputs})]
+  n = len(inputs_NHW3)
+  if any(len(a) < n for _, a in cols):
+    raise ValueError(f"{task}: each column needs {n} images, got { {c: len(a) for c, a in cols} }")
+  fig, axes = _figure(n, len(cols), 2.2 * len(cols), 2.2 * n + 0.4)
+  for c, (name, images) in enumerate(cols):
+    for r in range(n):
+      img = np.asarray(images[r])
+      if img.dtype.kind == "f" and np.nanmax(img) <= 1.0:
+        img = img * 255.0  # float images in [0, 1] would otherwise show as black
+      axes[r][c].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255,
+                        interpolation="nearest")  # label maps must stay crisp
+      axes[r][c].set(xticks=[], yticks=[])
+    axes[0][c].set_title(name)
+  fig.suptitle(f"{task_label(task)} ({task}): the same evaluation images under every strategy")
+  return _save(fig, path)
+
+
+def _network_order(layers: list[str]) -> list[str]:
+  """U-Net paths sorted in forward order (enc_0.., mid, up_D-1, dec_D-1, .., dec_0), since
+  masks.density lists them alphabetically; paths of any other naming stay as given."""
+  rank, keys = {"enc": 0, "mid": 1, "up": 2, "dec": 2}, []
+  for pos, layer in enumerate(layers):
+    m = re.search(r"(?:^|/)(enc|mid|up|dec)(?:_(\d+))?(?:/|$)", layer)
+    if not m:
+      return layers
+    i = int(m.group(2) or 0)
+    keys.append((rank[m.group(1)], -i if rank[m.group(1)] == 2 else i, m.group(1) == "dec", pos))
+  return [layers[k[-1]] for k in sorted(keys)]
+
+
+def sparsity_figure(density: Mapping[str, Mapping[str, float]], path: str) -> str:
+  """Zeroed-out ratio (1 - kept) per masked layer, one bar group per task."""
+  layers = _network_order(list(dict.fromkeys(
+      l for d in density.values() for l in d if l != "total")))
+  tasks, x = list(density), np.arange(len(layers))
+  width = 0.8 / max(len(tasks), 1)
+  fig, axes = _figure(1, 1, max(6.0, 0.45 * len(layers) + 2), 4.2)
+  ax = axes[0][0]
+  for k, t in enumerate(tasks):
+    zeroed = [100 * (1 - density[t][l]) if l in density[t] else np.nan for l in layers]
+    total = density[t].get("total")
+    extra = f" (all layers: {100 * (1 - total):.1f}%)" if total is not None else ""
+    ax.bar(x + (k - (len(tasks) - 1) / 2) * width, zeroed, width, label=task_label(t) + extra)
+  short = [re.sub(r"^(params/)?(backbone/)?|/kernel$", "", l) for l in layers]
+  ax.set_xticks(x, short, rotation=70, ha="right", fontsize=8)
+  ax.set(xlabel="masked layer, input to output", ylabel="weights zeroed out by the mask (%)",
+         title="Piggyback: share of base weights each task's mask switches off")
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def curves_figure(curves: Mapping[str, Mapping[str, Sequence]], path: str) -> str:
+  """Training loss against step: one subplot per task, one line per strategy."""
+  import matplotlib
+  names = strategies({"strategies": curves})
+  tasks = list(dict.fromkeys(t for s in names for t in curves[s]))
+  ncol = min(3, max(len(tasks), 1))
+  fig, axes = _figure(math.ceil(len(tasks) / ncol), ncol, 4.2 * ncol,
+                      3.2 * math.ceil(len(tasks) / ncol) + 0.4)
+  tab10, order = matplotlib.colormaps["tab10"], list(STRATEGIES) + names  # stable colours
+  for ax, t in zip(axes.flat, tasks):
+    ys = []
+    for s in names:
+      pts = np.asarray(curves[s].get(t, []), dtype=float).reshape(-1, 2)
+      ax.plot(pts[:, 0], pts[:, 1], label=HEADERS.get(s, s), color=tab10(order.index(s) % 10))
+      ys += [y for y in pts[:, 1] if math.isfinite(y)]
+    if ys and min(ys) > 0 and max(ys) / min(ys) > 100:
+      ax.set_yscale("log")  # style losses fall by orders of magnitude
+    ax.set(title=task_label(t), xlabel="step", ylabel="training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  for ax in list(axes.flat)[len(tasks):]:
+    ax.axis("off")
+  fig.suptitle("Learning curves")
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def _relative_change(results: Mapping, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+  """(values, change since training / |value right after training|), signed so + = better."""
+  tasks, R = results["tasks"], results["strategies"][strategy]["matrix"]
+  vals, rel = np.full((2, len(R), len(tasks)), np.nan)
+  for j, row in enumerate(R):
+    for i, cell in enumerate(row[: j + 1]):
+      metric, higher = primary(results, tasks[i])
+      ref, vals[j, i] = _value(R[i][i], metric), _value(cell, metric)
+      rel[j, i] = (vals[j, i] - ref) / max(abs(ref), 1e-12) * (1 if higher else -1)
+  return vals, rel
+
+
+def forgetting_figure(results: Mapping, path: str) -> str:
+  """R per strategy: cells print the primary metric; colour is its relative change since
+  training, because tasks' metrics differ in unit and scale."""
+  names = [n for n in strategies(results) if results["strategies"][n].get("matrix")]
+  data = {n: _relative_change(results, n) for n in names}
+  vmax = max([0.01] + [float(np.nanmax(np.abs(r))) for _, r in data.values()
+                       if np.isfinite(r).any()])
+  tasks = results["tasks"]
+  fig, axes = _figure(1, len(names), 3.2 * len(names) + 1.2, 3.6)
+  for ax, n in zip(axes[0], names):
+    vals, rel = data[n]
+    im = ax.imshow(np.ma.masked_invalid(rel), cmap="RdBu", vmin=-vmax, vmax=vmax)
+    for (j, i), v in np.ndenumerate(vals):
+      if np.isfinite(v):
+        ax.text(i, j, fmt(v), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(tasks)), [str(k + 1) for k in range(len(tasks))])
+    ax.set_yticks(range(len(vals)), [str(k + 1) for k in range(len(vals))])
+    ax.set(title=HEADERS.get(n, n), xlabel="task evaluated")
+  axes[0][0].set_ylabel("after learning task")
+  fig.colorbar(im, ax=list(axes[0]), label="relative change since training (red = forgot)")
+  key = ", ".join(f"{k + 1} {task_label(t)}" for k, t in enumerate(tasks))
+  fig.suptitle(f"Forgetting matrix, primary metric per task ({key})", fontsize=10)
+  return _save(fig, path)
+
+
+def write_figures(results: Mapping, outdir: str, grids: Mapping[str, Mapping] | None = None
+                  ) -> list[str]:
+  """Every figure the results support, under outdir/figures/; returns the paths written.
+  grids: {task: {"inputs": NHW3 uint8, "outputs": {strategy: NHW3 uint8}, "targets": optional}}."""
+  figdir, S, out = os.path.join(outdir, "figures"), results["strategies"], []
+  os.makedirs(figdir, exist_ok=True)
+  for task, g in (grids or {}).items():
+    out.append(comparison_grid(task, g["inputs"], g["outputs"],
+                               os.path.join(figdir, f"grid_{task}.png"), g.get("targets")))
+  density = next((S[n]["density"] for n in ("piggyback", *S) if S.get(n, {}).get("density")), None)
+  if density:
+    out.append(sparsity_figure(density, os.path.join(figdir, "sparsity.png")))
+  curves = {n: S[n]["curves"] for n in S if S[n].get("curves")}
+  if curves:
+    out.append(curves_figure(curves, os.path.join(figdir, "curves.png")))
+  if any(S[n].get("matrix") for n in S):
+    out.append(forgetting_figure(results, os.path.join(figdir, "forgetting.png")))
+  return out
