@@ -24,11 +24,12 @@ HEADERS = {"finetune": "fine-tune"}
 TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "colorize_coco": "Colorization",
                "style_starry": "Starry Night", "style_scream": "The Scream"}
 METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
-                 "psnr": "PSNR (dB)", "total_loss": "total loss", "content_loss": "content loss",
-                 "style_loss": "style loss", "tv_loss": "TV loss"}
+                 "psnr": "PSNR (dB)", "tv_loss": "TV loss"}  # others: "total_loss" -> "total loss"
 # The paper lists MSE before SSIM and SSIM before the total loss; sub-terms come after.
 METRIC_ORDER = ("miou", "pixel_acc", "mse", "psnr", "ssim", "total_loss", "content_loss",
                 "style_loss", "tv_loss")
+# Terms that sum to the style total loss: results.json keeps them, the paper's table does not.
+DETAIL_METRICS = ("content_loss", "style_loss", "tv_loss")
 HIGHER_IS_BETTER = {"miou", "pixel_acc", "ssim", "psnr", "accuracy"}
 
 
@@ -41,15 +42,12 @@ def metric_label(metric: str) -> str:
 
 
 def fmt(x: Any) -> str:
-  """Few significant digits: 244.0, 61.42, 0.912, 3.2e+05; missing or NaN is 'n/a'."""
-  if x is None or not math.isfinite(float(x)):
+  """Few significant digits: 3.1e+04, 1100, 244.0, 61.42, 0.912; missing or NaN is 'n/a'."""
+  if x is None or not math.isfinite(x := float(x) + 0.0):  # + 0.0 turns -0.0 into 0.0
     return "n/a"
-  x, a = float(x), abs(float(x))
-  if a == 0:
-    return "0"
-  if a >= 1e5 or a < 1e-3:
+  if (a := abs(x)) == 0 or a >= 1e4 or a < 1e-3:
     return f"{x:.3g}"
-  return f"{x:.1f}" if a >= 100 else f"{x:.2f}" if a >= 1 else f"{x:.3f}"
+  return next(f"{x:.{d}f}" for lim, d in ((1e3, 0), (100, 1), (1, 2), (0, 3)) if a >= lim)
 
 
 def primary(results: Mapping, task: str) -> tuple[str, bool]:
@@ -110,21 +108,20 @@ def strategies(results: Mapping) -> list[str]:
 
 
 def _task_metrics(results: Mapping, task: str) -> list[str]:
-  seen: dict[str, None] = {}
-  for s in results["strategies"].values():
-    seen.update(dict.fromkeys(s.get("after_training", {}).get(task, {})))
-  return _ordered(seen)
+  return _ordered({m: None for s in results["strategies"].values()
+                   for m in s.get("after_training", {}).get(task, {})})
 
 
-def table(results: Mapping) -> Table:
-  """The paper's table: header row, then one row per quantity; every cell a string."""
+def table(results: Mapping, all_metrics: bool = False) -> Table:
+  """The paper's table: header row, then one row per quantity; every cell a string.
+  Style loss terms (DETAIL_METRICS) only with all_metrics."""
   names, tasks = strategies(results), results["tasks"]
   S = {n: results["strategies"][n] for n in names}
   F = {n: forgetting(results, n) if S[n].get("matrix") else S[n].get("forgetting", {})
        for n in names}
   rows = [["Task / metric"] + [HEADERS.get(n, n) for n in names]]
   for task in tasks:
-    for m in _task_metrics(results, task):
+    for m in (m for m in _task_metrics(results, task) if all_metrics or m not in DETAIL_METRICS):
       rows.append([f"{task_label(task)} {metric_label(m)}"]
                   + [fmt(S[n].get("after_training", {}).get(task, {}).get(m)) for n in names])
   rows.append([f"Model size for {len(tasks)} tasks (MB)"]
@@ -264,7 +261,8 @@ def sparsity_figure(density: Mapping[str, Mapping[str, float]], path: str) -> st
   ax.set(xlabel="masked layer, input to output", ylabel="weights zeroed out by the mask (%)",
          title="Piggyback: share of base weights each task's mask switches off")
   ax.grid(axis="y", alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.set_ylim(0, ax.get_ylim()[1] * 1.2)  # headroom so the legend covers no bar
+  ax.legend(fontsize=8, ncol=min(len(tasks), 4), loc="upper center")
   return _save(fig, path)
 
 
@@ -307,21 +305,31 @@ def _relative_change(results: Mapping, strategy: str) -> tuple[np.ndarray, np.nd
   return vals, rel
 
 
+def _compact(v: float) -> str:
+  """At most ~5 characters, so numbers fit a heatmap cell: 0.285, 61.4, 970, 520k, 1.2M."""
+  a = abs(v)
+  return f"{v / 1e6:.2g}M" if a >= 1e6 else f"{v / 1e3:.3g}k" if a >= 1e4 else f"{v:.3g}"
+
+
 def forgetting_figure(results: Mapping, path: str) -> str:
   """R per strategy: cells print the primary metric; colour is its relative change since
   training, because tasks' metrics differ in unit and scale."""
   names = [n for n in strategies(results) if results["strategies"][n].get("matrix")]
   data = {n: _relative_change(results, n) for n in names}
-  vmax = max([0.01] + [float(np.nanmax(np.abs(r))) for _, r in data.values()
-                       if np.isfinite(r).any()])
+  # Capped at 100%: one collapsed task must not wash out every milder change.
+  vmax = min(1.0, max([0.01] + [float(np.nanmax(np.abs(r))) for _, r in data.values()
+                                if np.isfinite(r).any()]))
   tasks = results["tasks"]
-  fig, axes = _figure(1, len(names), 3.2 * len(names) + 1.2, 3.6)
+  side = max(3.0, 0.65 * len(tasks) + 0.8)
+  fig, axes = _figure(1, len(names), side * len(names) + 1.2, side + 0.4)
   for ax, n in zip(axes[0], names):
     vals, rel = data[n]
     im = ax.imshow(np.ma.masked_invalid(rel), cmap="RdBu", vmin=-vmax, vmax=vmax)
     for (j, i), v in np.ndenumerate(vals):
       if np.isfinite(v):
-        ax.text(i, j, fmt(v), ha="center", va="center", fontsize=7)
+        dark = abs(rel[j, i]) > 0.6 * vmax  # white text where the cell is deep red or blue
+        ax.text(i, j, _compact(v), ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")
     ax.set_xticks(range(len(tasks)), [str(k + 1) for k in range(len(tasks))])
     ax.set_yticks(range(len(vals)), [str(k + 1) for k in range(len(vals))])
     ax.set(title=HEADERS.get(n, n), xlabel="task evaluated")

@@ -23,7 +23,7 @@ def _strategy(diag, later, total_bytes):
   for j in range(3):
     for i in range(j + 1):
       R[j][i] = dict(later.get((j, i), diag[i]))
-  rng = np.random.default_rng(total_bytes % 1000)
+  rng = np.random.default_rng(int(diag[0]["miou"] * 10))
   return {"after_training": {t: dict(diag[i]) for i, t in enumerate(TASKS)}, "matrix": R,
           "sizes": {"base": total_bytes // 2, "tasks": {t: 1000 for t in TASKS},
                     "total": total_bytes},
@@ -33,7 +33,7 @@ def _strategy(diag, later, total_bytes):
 
 def _diag(miou, mse, loss):
   return [{"miou": miou, "pixel_acc": 80.0}, {"mse": mse, "ssim": 0.91},
-          {"ssim": 0.5, "total_loss": loss}]
+          {"ssim": 0.5, "total_loss": loss, "content_loss": 1234.0}]
 
 
 @pytest.fixture
@@ -112,6 +112,13 @@ def test_markdown_table_layout_and_values(results, tmp_path):
   assert "| 1. VOC | 60.00 |  |  |" in md  # tasks not yet learned stay blank
 
 
+def test_style_terms_only_on_request(results):
+  labels = lambda rows: [r[0] for r in rows]  # noqa: E731
+  assert "Starry Night content loss" not in labels(report.table(results))
+  full = report.table(results, all_metrics=True)
+  assert full[labels(full).index("Starry Night content loss")][1:] == ["1234"] * 4
+
+
 def test_missing_strategy_drops_its_column(results):
   del results["strategies"]["decoder"]
   assert report.table(results)[0] == ["Task / metric", "scratch", "fine-tune", "piggyback"]
@@ -144,8 +151,9 @@ def test_to_jsonable_numpy():
 
 
 def test_fmt():
-  assert [report.fmt(x) for x in (None, math.nan, 0, 244.04, 61.42, 0.9123, 3.2e5, 2e-5)] == [
-      "n/a", "n/a", "0", "244.0", "61.42", "0.912", "3.2e+05", "2e-05"]
+  xs = (None, math.nan, -0.0, 244.04, 61.42, 0.9123, 3.2e5, 2e-5, 1100.4)
+  assert [report.fmt(x) for x in xs] == [
+      "n/a", "n/a", "0", "244.0", "61.42", "0.912", "3.2e+05", "2e-05", "1100"]
 
 
 def _check_png(path, min_w=300, min_h=200):
