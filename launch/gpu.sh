@@ -38,7 +38,14 @@ require workdir data_dir
 COCO-dir and style readers open local files (copy it: gcloud storage rsync -r ${OPT[data_dir]} DIR)"
 
 # Relative paths mean relative to where the user stands, not to the repository we cd into.
-absolute() { case $1 in gs://* | /*) printf '%s' "$1" ;; *) printf '%s' "$PWD/$1" ;; esac; }
+# (`--venv=~/x` reaches us with the tilde unexpanded: the shell expands it only at a word's start.)
+absolute() {
+  case $1 in
+    gs://* | /*) printf '%s' "$1" ;;
+    \~/*) printf '%s' "$HOME/${1#\~/}" ;;
+    *) printf '%s' "$PWD/$1" ;;
+  esac
+}
 WORKDIR=$(absolute "${OPT[workdir]}")
 DATA_DIR=$(absolute "${OPT[data_dir]}")
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -275,6 +275,12 @@ def test_gpu_real_run_runs_what_the_dry_run_printed(sh, tmp_path):
     assert calls == [w[1:] if w[0] == "env" else w for w in printed if w[0] != "cd"]
 
 
+def test_gpu_expands_a_tilde_the_shell_left_alone(sh):
+    lines = dry(sh, GPU, "--workdir=~/w", "--data_dir=/d", "--venv=~/v", "--skip_install")
+    assert lines[-1][2] == f"{os.environ['HOME']}/v/bin/python"
+    assert f"--workdir={os.environ['HOME']}/w" in lines[-1]
+
+
 def test_gpu_refuses_data_on_gcs(sh):
     proc = sh(GPU, "--dry_run", *flags(GPU_REQUIRED, data_dir="gs://bkt/data"))
     assert proc.returncode != 0 and proc.stdout == ""
