@@ -79,7 +79,7 @@ quote() {
     printf '%s' "${BASH_REMATCH[1]}"
     s=${BASH_REMATCH[2]}
   fi
-  if [[ $s =~ ^[A-Za-z0-9_./:=@%+,~-]+$ ]]; then
+  if [[ $s =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
     printf '%s' "$s"
   elif [[ $s != *"'"* ]]; then
     printf "'%s'" "$s"

@@ -177,8 +177,7 @@ $(cmdline gcsfuse --implicit-dirs --rename-dir-limit=1000000 --metadata-cache-tt
 fi
 
 # 6. The run: the same command on every worker; jax.distributed.initialize() finds the others.
-# shellcheck disable=SC2088  # the tilde is for the worker's shell to expand
-on_all "cd ~/piggyjax && $(cmdline '~/piggyjax-venv/bin/python' experiments/main.py --multihost \
+on_all "cd ~/piggyjax && ~/piggyjax-venv/bin/python $(cmdline experiments/main.py --multihost \
   --mode="${OPT[mode]:-sequence}" --config="${OPT[config]:-experiments/configs/paper.py}" \
   --workdir="$RUN_WORKDIR" --data_dir="$DATA_DIR" "${PASS[@]}")"
 
