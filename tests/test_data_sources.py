@@ -157,3 +157,17 @@ def test_quickstart_colour_classes_are_visible():
         mean = ex["image"][m].mean(0)
         target = quickstart.COLOURS[cls]
         assert np.argmax(mean) == np.argmax(target) or cls == 4 and mean[2] < min(mean[:2])
+
+
+def test_make_source_quickstart_is_the_default():
+  cfg = config(quickstart_train_examples=8, quickstart_image_size=64)
+  for task, k in (("seg_coco", 5), ("seg_voc", 6)):
+    src = data.make_source(task, "train", cfg)
+    assert isinstance(src, data.Quickstart) and len(src) == 8 and src.num_classes == k
+    b = next(data.batches(src, batch_size=4, image_size=32, train=True, seed=0, shard_index=0,
+                          shard_count=1))
+    assert b["label"].shape == (4, 32, 32) and 0 <= b["label"].min() and b["label"].max() < k
+  content = data.make_source("colorize_coco", "eval", cfg)
+  assert not content.has_labels and "label" not in content[0] and len(content) == 64
+  with pytest.raises(ValueError, match="one of"):
+    data.make_source("seg_voc", "train", config(source="nowhere"))

@@ -8,7 +8,9 @@ Fields read (default): ``source`` ('quickstart'), ``data_dir`` (None), ``voc_dir
 ``quickstart_train_examples`` (512), ``quickstart_eval_examples`` (64), ``seed`` (0).
 
 ``data_dir`` mirrors shared/data: ``VOCdevkit/`` or ``voc_samples/VOCdevkit/``, ``coco/`` or
-``coco_samples/``, ``styles/``.
+``coco_samples/``, ``styles/``. Content images (colorize_coco, style_*) come from ``image_dir``
+when set (its ``train/`` and ``val/`` or ``eval/`` subfolders if present, else the whole folder
+for both splits), otherwise from the COCO image folder of the split (or TFDS under 'tfds').
 """
 from __future__ import annotations
 
