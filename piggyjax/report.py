@@ -42,12 +42,12 @@ def metric_label(metric: str) -> str:
 
 
 def fmt(x: Any) -> str:
-  """Few significant digits: 3.1e+04, 1100, 244.0, 61.42, 0.912; missing or NaN is 'n/a'."""
+  """As the paper prints them: 3.1e+04, 1100, 244.0, 61.4, 2.35, 0.912; missing or NaN: 'n/a'."""
   if x is None or not math.isfinite(x := float(x) + 0.0):  # + 0.0 turns -0.0 into 0.0
     return "n/a"
   if (a := abs(x)) == 0 or a >= 1e4 or a < 1e-3:
     return f"{x:.3g}"
-  return next(f"{x:.{d}f}" for lim, d in ((1e3, 0), (100, 1), (1, 2), (0, 3)) if a >= lim)
+  return next(f"{x:.{d}f}" for lim, d in ((1e3, 0), (10, 1), (1, 2), (0, 3)) if a >= lim)
 
 
 def primary(results: Mapping, task: str) -> tuple[str, bool]:
@@ -131,7 +131,7 @@ def table(results: Mapping, all_metrics: bool = False) -> Table:
     rows.append([f"Task {k + 1} ({task_label(tasks[k])}) after Task {k + 2}, "
                  f"{metric_label(metric)}"]
                 + [fmt(F[n].get("k_after_k1", {}).get(tasks[k], {}).get(metric)) for n in names])
-  rows.append(["Average final primary metric"] + [fmt(F[n].get("average_final")) for n in names])
+  rows.append(["Average final primary metric (mixed units)"] + [fmt(F[n].get("average_final")) for n in names])
   rows.append(["BWT, primary metric (< 0 = forgetting)"] + [fmt(F[n].get("bwt")) for n in names])
   return rows
 

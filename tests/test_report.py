@@ -88,17 +88,17 @@ def test_markdown_table_layout_and_values(results, tmp_path):
   rows = _md_table(md)
   assert rows[0] == ["Task / metric", "scratch", "fine-tune", "decoder", "piggyback"]
   by_label = {r[0]: r[1:] for r in rows[1:]}
-  assert by_label["VOC mIoU (%)"] == ["58.60", "60.00", "50.00", "61.40"]
+  assert by_label["VOC mIoU (%)"] == ["58.6", "60.0", "50.0", "61.4"]
   assert by_label["Colorization MSE"] == ["244.0", "250.0", "250.0", "242.5"]
   assert by_label["Colorization SSIM"] == ["0.910"] * 4
   assert by_label["Starry Night total loss"] == ["n/a", "5e+05", "4e+05", "3e+05"]
   assert by_label["Model size for 3 tasks (MB)"] == [report.fmt(b / 1e6) for b in
                                                       (282e6, 282e6, 138.4e6, 63.6e6)]
-  assert by_label["Model size for 3 tasks (MB)"] == ["282.0", "282.0", "138.4", "63.60"]
-  assert by_label["Task 1 (VOC) after Task 2, mIoU (%)"] == ["58.60", "40.00", "50.00", "61.40"]
+  assert by_label["Model size for 3 tasks (MB)"] == ["282.0", "282.0", "138.4", "63.6"]
+  assert by_label["Task 1 (VOC) after Task 2, mIoU (%)"] == ["58.6", "40.0", "50.0", "61.4"]
   assert by_label["Task 2 (Colorization) after Task 3, MSE"] == ["244.0", "300.0", "240.0",
                                                                    "242.5"]
-  assert by_label["BWT, primary metric (< 0 = forgetting)"] == ["0", "-40.00", "5.00", "0"]
+  assert by_label["BWT, primary metric (< 0 = forgetting)"] == ["0", "-40.0", "5.00", "0"]
   # Metric rows in the paper's order, then size, then the forgetting rows.
   labels = [r[0] for r in rows[1:]]
   assert labels.index("Colorization MSE") < labels.index("Colorization SSIM")
@@ -108,8 +108,8 @@ def test_markdown_table_layout_and_values(results, tmp_path):
   assert "Machine: test box" in md and "125 s" in md
   assert "## Forgetting matrix R" in md and "### fine-tune" in md
   # finetune's row 3 of R: 30 mIoU, 300 MSE, 5e5 loss.
-  assert "| 3. Starry Night | 30.00 | 300.0 | 5e+05 |" in md
-  assert "| 1. VOC | 60.00 |  |  |" in md  # tasks not yet learned stay blank
+  assert "| 3. Starry Night | 30.0 | 300.0 | 5e+05 |" in md
+  assert "| 1. VOC | 60.0 |  |  |" in md  # tasks not yet learned stay blank
 
 
 def test_style_terms_only_on_request(results):
@@ -151,9 +151,9 @@ def test_to_jsonable_numpy():
 
 
 def test_fmt():
-  xs = (None, math.nan, -0.0, 244.04, 61.42, 0.9123, 3.2e5, 2e-5, 1100.4)
+  xs = (None, math.nan, -0.0, 244.04, 61.42, 0.9123, 3.2e5, 2e-5, 1100.4, 2.345)
   assert [report.fmt(x) for x in xs] == [
-      "n/a", "n/a", "0", "244.0", "61.42", "0.912", "3.2e+05", "2e-05", "1100"]
+      "n/a", "n/a", "0", "244.0", "61.4", "0.912", "3.2e+05", "2e-05", "1100", "2.35"]
 
 
 def _check_png(path, min_w=300, min_h=200):
