@@ -15,7 +15,7 @@ HEADS = (("seg", 3),)
 
 @pytest.fixture(scope="module")
 def variables():
-  return unet.init(CFG, HEADS, jax.random.key(0), image_size=16)
+  return unet.init(CFG, HEADS, 0, image_size=16)
 
 
 def _flat(tree):

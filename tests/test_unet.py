@@ -34,7 +34,7 @@ def test_upconv_equals_stride2_transposed_conv():
 def test_heads_and_norms(norm):
   cfg = unet.preset("tiny", norm=norm)
   heads = (("a", 3), ("b", 5))
-  v = unet.init(cfg, heads, jax.random.key(0), 16)
+  v = unet.init(cfg, heads, 0, 16)
   assert set(v["params"]) == {"backbone", "head_a", "head_b"}
   assert ("batch_stats" in v) == (norm == "batch")
   model = unet.UNet(cfg, heads)
@@ -49,7 +49,7 @@ def test_clear_errors():
   with pytest.raises(ValueError, match="unknown U-Net preset"):
     unet.preset("huge")
   cfg = unet.preset("tiny")
-  v = unet.init(cfg, (("a", 3),), jax.random.key(0), 16)
+  v = unet.init(cfg, (("a", 3),), 0, 16)
   with pytest.raises(ValueError, match="divisible"):
     unet.UNet(cfg, (("a", 3),)).apply(v, jnp.ones((1, 18, 18, 3)), "a")
   with pytest.raises(ValueError, match="no head 'b'"):

@@ -137,9 +137,14 @@ def head_name(task: str) -> str:
   return f"head_{task}"
 
 
-def init(config: UNetConfig, heads: Sequence[tuple[str, int]], rng: jax.Array,
+def init(config: UNetConfig, heads: Sequence[tuple[str, int]], rng: int | jax.Array,
          image_size: int = 32) -> dict:
-  """Initialise params (and batch_stats when the norm is batch) for every head."""
+  """Initialise params (and batch_stats when the norm is batch) for every head.
+
+  An int seed uses the 'rbg' PRNG: on XLA:CPU its init compiles in ~1.5 s, threefry's in ~7 s.
+  """
+  if isinstance(rng, int):
+    rng = jax.random.key(rng, impl="rbg")
   model = UNet(config, tuple(heads))
   x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   return jax.jit(lambda r: model.init(r, x, None, False))(rng)

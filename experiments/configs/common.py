@@ -1,0 +1,29 @@
+"""Fields every config shares; each config file overrides what differs."""
+import ml_collections
+
+TASKS = "seg_coco,seg_voc,colorize_coco,style_starry,style_scream"
+STRATEGIES = "scratch,finetune,decoder,piggyback"
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.tasks = TASKS                 # the continual sequence, in order
+  c.strategies = STRATEGIES       # compared side by side by --mode=sequence
+  c.model = ml_collections.ConfigDict({"preset": "tiny", "norm": "batch", "dtype": "float32"})
+  c.image_size = 32
+  c.batch_size = 8                # global: per-device batch = batch_size / device count
+  c.steps = 100                   # per task
+  c.checkpoint_every = 50
+  c.eval_batches = 0              # 0 = the whole eval split
+  # Piggyback (Mallya et al.): Adam 1e-4 on the scores; heads and baselines learn faster.
+  c.optim = ml_collections.ConfigDict({"lr_scores": 1e-4, "lr_head": 1e-3, "lr": 1e-3})
+  c.mask = ml_collections.ConfigDict(
+      {"threshold": 5e-3, "init": 1e-2, "norm": "frozen", "spec": ""})
+  c.data = ml_collections.ConfigDict({"source": "quickstart", "data_dir": ""})
+  c.style = ml_collections.ConfigDict(
+      {"content_weight": 1.0, "style_weight": 5.0, "tv_weight": 1e-5})
+  c.style_image = ""              # an explicit painting for a style task, else data_dir/styles
+  c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
+  c.figure_images = 4             # evaluation images per task in the comparison grids
+  return c

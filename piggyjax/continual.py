@@ -1,0 +1,163 @@
+"""The continual sequence: every strategy learns the tasks in order; every stored task is
+evaluated after every new one (the matrix R[after j][task i]); then tables and figures.
+
+Progress is saved after each task (``sequence_<strategy>.json`` next to the banks), so a killed
+run picks up where it stopped instead of training everything again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import logging
+
+from piggyjax import data, report, sharding, strategies, tasks, train
+from piggyjax.bank import Bank
+
+
+def _split(names: str) -> list[str]:
+  return [n.strip() for n in str(names).split(",") if n.strip()]
+
+
+def check_sequence(config) -> tuple[list[str], list[str]]:
+  task_ids, strats = _split(config.tasks), _split(config.strategies)
+  for t in task_ids:
+    if t not in tasks.names():
+      raise ValueError(f"config.tasks has unknown task {t!r}; known: {', '.join(tasks.names())}")
+  for s in strats:
+    strategies.get(s, config)
+  if len(set(task_ids)) != len(task_ids) or not task_ids:
+    raise ValueError(f"config.tasks must name distinct tasks, got {config.tasks!r}")
+  return task_ids, strats
+
+
+def figure_batch(config, task_id: str) -> dict:
+  """The first ``config.figure_images`` evaluation images: the same for every strategy."""
+  source = data.make_source(task_id, "eval", config)
+  n = max(1, int(config.figure_images))
+  batch = next(iter(data.batches(source, batch_size=n, image_size=config.image_size,
+                                 train=False, seed=config.seed, shard_index=0, shard_count=1)))
+  return {k: v for k, v in batch.items() if k != "id"}
+
+
+def _digest(x) -> str:
+  return hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()[:16]
+
+
+def _curve(run_dir: Path) -> list[list[float]]:
+  path = run_dir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return [[r["step"], r["train/loss"]] for r in rows if "train/loss" in r]
+
+
+def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
+                 fig_batches: dict) -> dict:
+  """Train ``strategy`` over the sequence; returns its part of results.json."""
+  model_cfg = train.model_config(config)
+  bank_path = workdir / f"bank_{strategy}"
+  progress_path = workdir / f"sequence_{strategy}.json"
+  done = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+  rows, digests = done.get("matrix", []), done.get("digests", {})
+  if not (bank_path / "bank.json").exists():
+    tmp = workdir / f".bank_{strategy}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(workdir / "bank_base", tmp)  # the first task is shared by all strategies
+    os.replace(tmp, bank_path)
+  bank = Bank.open(bank_path)
+  for j, task_id in enumerate(task_ids):
+    if j < len(rows):
+      continue  # finished before a restart: its row and outputs are in the progress file
+    if task_id not in bank.tasks():
+      train.train_task(config, task_id, strategy, workdir / strategy / task_id, bank=bank)
+      bank = Bank.open(bank_path)
+    row, outs = [], {}
+    for i, old in enumerate(task_ids[:j + 1]):
+      variables = bank.load(old)
+      ev = train.evaluator(old, model_cfg)
+      row.append(ev.evaluate(variables, tasks.get(old).load(config), config))
+      outs[old] = _digest(ev.predict(ev.put(variables), ev.put(fig_batches[old])))
+    rows.append(row + [None] * (len(task_ids) - j - 1))
+    for old, d in outs.items():
+      digests.setdefault(old, []).append(d)
+    if sharding.is_writer():
+      _write_json(progress_path, {"matrix": rows, "digests": digests})
+    logging.info("%s after %s: %s", strategy, task_id, row)
+
+  metas = {t: bank.meta(t) for t in task_ids}
+  return {
+      "after_training": {t: rows[i][i] for i, t in enumerate(task_ids)},
+      "matrix": rows,
+      "sizes": bank.sizes(),
+      "density": {t: m["density"] for t, m in metas.items() if m.get("density")},
+      "bits_per_weight": {t: m["bits_per_weight"] for t, m in metas.items()
+                          if m.get("bits_per_weight") is not None},
+      "curves": {t: _curve(workdir / (strategy if i else "base") / t)
+                 for i, t in enumerate(task_ids)},
+      # Outputs on the figure images, unchanged after every later task?
+      "bit_identical": {t: len(set(d)) == 1 for t, d in digests.items()},
+      "bank": str(bank_path),
+  }
+
+
+def grids(config, task_ids, strats, workdir, fig_batches) -> dict:
+  """Per task: input images and each strategy's final outputs on them."""
+  model_cfg = train.model_config(config)
+  out = {}
+  for t in task_ids:
+    task = tasks.get(t)
+    ev = train.evaluator(t, model_cfg)
+    batch = fig_batches[t]
+    per = {}
+    for s in strats:
+      y = np.asarray(ev.predict(ev.put(Bank.open(workdir / f"bank_{s}").load(t)), ev.put(batch)))
+      per[s] = np.stack([task.to_image(y[k], batch["image"][k]) for k in range(len(y))])
+    out[t] = {"inputs": batch["image"], "outputs": per}
+  return out
+
+
+def run(config, workdir: Path) -> dict:
+  t0 = time.time()
+  task_ids, strats = check_sequence(config)
+  workdir = Path(workdir)
+  fig_batches = {t: figure_batch(config, t) for t in task_ids}
+  results = {
+      "tasks": task_ids,
+      "primary": {t: {"metric": tasks.get(t).primary_metric,
+                      "higher_is_better": tasks.get(t).higher_is_better} for t in task_ids},
+      "strategies": {},
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  first = task_ids[0]
+  if not (workdir / "bank_base" / "bank.json").exists():
+    # Task 1 trains the backbone from random init, which is also what scratch does for it:
+    # train it once and give every strategy a copy of that bank.
+    shutil.rmtree(workdir / "bank_base", ignore_errors=True)
+    train.train_task(config, first, "base", workdir / "base" / first,
+                     bank_path=workdir / "bank_base")
+  for s in strats:
+    results["strategies"][s] = run_strategy(config, s, task_ids, workdir, fig_batches)
+  results["elapsed_s"] = round(time.time() - t0, 1)
+  results["machine"] = (f"{platform.machine()} {os.cpu_count()} cores, "
+                        f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+  results = report.summarize(results)
+  if sharding.is_writer():
+    report.write_tables(results, workdir)
+    report.write_figures(results, workdir, grids=grids(config, task_ids, strats, workdir,
+                                                       fig_batches))
+    print((workdir / "results.md").read_text())
+  return results
+
+
+def _write_json(path: Path, obj) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=1))
+  os.replace(tmp, path)

@@ -1,0 +1,72 @@
+"""One 1-D ``('data',)`` mesh over every device of every process.
+
+The batch is split along it, everything else is replicated. Each process feeds its own slice
+of the global batch (``jax.make_array_from_process_local_data``), so the global batch is
+``config.batch_size`` and each process reads ``batch_size / process_count`` examples per step.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+_initialized = False
+
+
+def maybe_initialize_distributed(multihost: bool) -> None:
+  """``jax.distributed.initialize()`` once, when asked by flag or by PIGGYJAX_MULTIHOST=1."""
+  global _initialized
+  if _initialized or not (multihost or os.environ.get("PIGGYJAX_MULTIHOST") == "1"):
+    return
+  jax.distributed.initialize()
+  _initialized = True
+  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def mesh() -> jax.sharding.Mesh:
+  return jax.make_mesh((jax.device_count(),), ("data",))
+
+
+def replicated(m) -> NamedSharding:
+  return NamedSharding(m, P())
+
+
+def batch_sharded(m) -> NamedSharding:
+  return NamedSharding(m, P("data"))
+
+
+def check_batch_size(global_batch: int) -> int:
+  """The per-process batch; the global batch must split evenly over devices."""
+  if global_batch % jax.device_count():
+    raise ValueError(f"batch_size {global_batch} must be divisible by the {jax.device_count()} "
+                     "devices; set --config.batch_size to a multiple of the device count")
+  return global_batch // jax.process_count()
+
+
+def put_batch(batch: dict, m) -> dict:
+  """This process's slice of the batch → global arrays sharded over ``'data'``."""
+  sh = batch_sharded(m)
+  return {k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()
+          if k != "id"}
+
+
+def put_replicated(tree, m):
+  return jax.device_put(tree, replicated(m))
+
+
+def to_host(tree):
+  """numpy copies of (replicated) arrays; works when other processes hold shards too."""
+  def one(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      x = x.addressable_data(0)
+    return np.asarray(x)
+  return jax.tree.map(one, tree)
+
+
+def is_writer() -> bool:
+  """Only process 0 writes banks, logs, figures and tables."""
+  return jax.process_index() == 0

@@ -1,0 +1,262 @@
+"""Train one task under one strategy: a jitted, sharded step, evaluation, checkpoints, the bank.
+
+The first task of a bank (no base given) trains the whole U-Net and becomes the bank's base.
+Killed and rerun with the same workdir, training continues from the last checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from piggyjax import data, sharding, strategies, tasks
+from piggyjax.bank import Bank
+from piggyjax.models import unet
+from piggyjax.progress import Reporter
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  trainable: Any
+  opt_state: Any
+  batch_stats: Any
+
+
+def model_config(config) -> unet.UNetConfig:
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.get("dtype", "float32")]
+  return unet.preset(config.model.preset, norm=config.model.norm, dtype=dtype)
+
+
+def arch(config) -> dict:
+  cfg = model_config(config)
+  return {"widths": list(cfg.widths), "norm": cfg.norm}
+
+
+def _task_seed(config, task_id: str) -> int:
+  return (int(config.seed) * 1_000_003 + sum(map(ord, task_id)) * 7919) % (2**31)
+
+
+def initial_variables(config, task_id: str, head_channels: int, strategy: str,
+                      bank: Bank | None) -> dict:
+  """Random init, then the backbone (and its BN stats) from the bank where the strategy says."""
+  cfg = model_config(config)
+  fresh = unet.init(cfg, ((task_id, head_channels),), _task_seed(config, task_id),
+                    config.image_size)
+  fresh = jax.tree.map(np.asarray, fresh)
+  if bank is None or strategy == "scratch":
+    return fresh
+  source = bank.base()
+  if strategy == "finetune":
+    last = [t for t in bank.tasks() if bank.meta(t)["strategy"] == "finetune"]
+    if last:
+      source = bank.load(last[-1])
+  out = {"params": {**fresh["params"], "backbone": source["params"]["backbone"]}}
+  if "batch_stats" in fresh:
+    out["batch_stats"] = {"backbone": source["batch_stats"]["backbone"]}
+  return out
+
+
+def optimizer(config, trainable: dict) -> optax.GradientTransformation:
+  """Adam; Piggyback's scores, heads and whole-network weights each get their own rate."""
+  def label(path, _):
+    top = path[0].key
+    return "scores" if top == "scores" else "head" if top.startswith("head_") else "net"
+  labels = jax.tree_util.tree_map_with_path(label, trainable)
+  o = config.optim
+  txs = {"scores": optax.adam(o.lr_scores), "head": optax.adam(o.lr_head),
+         "net": optax.adam(o.lr)}
+  return optax.multi_transform(txs, labels)
+
+
+class Evaluator:
+  """Jitted prediction and metrics for one task on one model config (cached: see ``evaluator``)."""
+
+  def __init__(self, task_id: str, model_cfg: unet.UNetConfig):
+    self.task_id, self.task = task_id, tasks.get(task_id)
+    self.model = unet.UNet(model_cfg, ((task_id, self.task.head_channels),))
+    self.mesh = sharding.mesh()
+    self.predict = jax.jit(self._predict)
+    self.eval_step = jax.jit(self._eval_step, donate_argnums=(0,))
+
+  def _predict(self, variables, batch):
+    return self.model.apply(variables, self.task.model_input(batch), self.task_id, False)
+
+  def _eval_step(self, mstate, variables, consts, batch):
+    return self.task.metrics_update(consts, mstate, self._predict(variables, batch), batch)
+
+  def put(self, tree):
+    return sharding.put_replicated(tree, self.mesh)
+
+  def evaluate(self, variables: dict, consts, config) -> dict[str, float]:
+    """One pass over the task's eval split; ``variables`` as from ``Bank.load``."""
+    source = data.make_source(self.task_id, "eval", config)
+    per_process = sharding.check_batch_size(config.batch_size)
+    batches = data.batches(source, batch_size=per_process, image_size=config.image_size,
+                           train=False, seed=config.seed)
+    variables, consts = self.put(variables), self.put(consts)
+    mstate = self.put(self.task.metrics_init())
+    for i, batch in enumerate(batches):
+      if config.get("eval_batches") and i >= config.eval_batches:
+        break
+      mstate = self.eval_step(mstate, variables, consts, sharding.put_batch(batch, self.mesh))
+    return self.task.metrics_finalize(sharding.to_host(mstate))
+
+
+@functools.lru_cache(maxsize=64)
+def evaluator(task_id: str, model_cfg: unet.UNetConfig) -> Evaluator:
+  return Evaluator(task_id, model_cfg)
+
+
+class Runner:
+  """The jitted train step for one (task, strategy) and the split of its variables."""
+
+  def __init__(self, config, task_id: str, strategy_name: str, variables: dict):
+    self.config, self.task_id = config, task_id
+    self.task = tasks.get(task_id)
+    self.strategy = strategies.get(strategy_name, config)
+    self.evaluator = evaluator(task_id, model_config(config))
+    self.model, self.mesh = self.evaluator.model, self.evaluator.mesh
+    self.frozen, trainable = self.strategy.split_params(variables["params"], config)
+    self.base_stats = variables.get("batch_stats", {})
+    self.tx = optimizer(config, trainable)
+    self.threshold = float(config.mask.threshold)
+    self.init_state = TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
+                                 opt_state=self.tx.init(trainable),
+                                 batch_stats=self.base_stats)
+    rep = sharding.replicated(self.mesh)
+    self.train_step = jax.jit(self._train_step, donate_argnums=(0,), out_shardings=(rep, rep))
+
+  def variables(self, frozen, trainable, batch_stats) -> dict:
+    out = {"params": self.strategy.assemble(frozen, trainable, self.threshold)}
+    if batch_stats:
+      out["batch_stats"] = batch_stats
+    return out
+
+  def _train_step(self, state: TrainState, fixed, consts, batch):
+    frozen, base_stats = fixed["params"], fixed["stats"]
+    x = self.task.model_input(batch)
+    norms_train = self.strategy.norms_train and bool(state.batch_stats)
+
+    def loss_fn(trainable):
+      v = self.variables(frozen, trainable, state.batch_stats)
+      if norms_train:
+        out, upd = self.model.apply(v, x, self.task_id, True, mutable=["batch_stats"])
+        stats = upd["batch_stats"]
+      else:
+        out, stats = self.model.apply(v, x, self.task_id, False), state.batch_stats
+      loss, aux = self.task.loss(consts, out, batch)
+      return loss, (aux, stats)
+
+    (loss, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.trainable)
+    stats = self.strategy.keep_stats(base_stats, stats) if norms_train else stats
+    new = state.replace(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates),
+                        opt_state=opt_state, batch_stats=stats)
+    return new, {"loss": loss, **aux}
+
+  def put(self, tree):
+    return sharding.put_replicated(tree, self.mesh)
+
+
+def _checkpoint_manager(path: Path, config):
+  import orbax.checkpoint as ocp
+  opts = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1, create=True)
+  return ocp.CheckpointManager(path.absolute(), options=opts)
+
+
+def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None = None,
+               bank_path=None) -> dict:
+  """Train ``task_id``; store it in ``bank`` (or a new bank at ``bank_path``). Returns metadata."""
+  import orbax.checkpoint as ocp
+  workdir = Path(workdir)
+  task = tasks.get(task_id)
+  if bank is not None:
+    bank.check_arch(arch(config))
+  stored_as = "base" if bank is None else strategy
+  variables = initial_variables(config, task_id, task.head_channels, strategy, bank)
+  runner = Runner(config, task_id, stored_as, variables)
+  consts = runner.put(task.load(config))
+  fixed = runner.put({"params": runner.frozen, "stats": runner.base_stats})
+  state = runner.put(runner.init_state)
+
+  steps = int(config.steps)
+  mgr = _checkpoint_manager(workdir / "checkpoints", config)
+  start = mgr.latest_step() or 0
+  if start:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = mgr.restore(start, args=ocp.args.StandardRestore(abstract))
+    logging.info("%s/%s: resumed from checkpoint step %d", strategy, task_id, start)
+
+  per_process = sharding.check_batch_size(config.batch_size)
+  source = data.make_source(task_id, "train", config)
+  batches = data.batches(source, batch_size=per_process, image_size=config.image_size,
+                         train=True, seed=_task_seed(config, task_id))
+  batches = itertools.islice(batches, start, None)  # the same batches an unbroken run sees
+  reporter = Reporter(workdir if sharding.is_writer() else None, steps, start,
+                      desc=f"{stored_as}/{task_id}")
+  pending, last_good = None, start
+  stop_after = config.get("stop_after") or None
+  for step in range(start + 1, steps + 1):
+    batch = sharding.put_batch(next(batches), runner.mesh)
+    state, metrics = runner.train_step(state, fixed, consts, batch)
+    if pending is not None:  # read the previous step's metrics: the device never waits
+      _report(reporter, *pending, last_good, workdir)
+    pending = (step, metrics)
+    if step % config.checkpoint_every == 0 or step == steps or step == stop_after:
+      _report(reporter, *pending, last_good, workdir)  # never persist a non-finite state
+      pending = None
+      mgr.save(step, args=ocp.args.StandardSave(state))
+      last_good = step
+    if stop_after and step >= stop_after and step < steps:
+      mgr.wait_until_finished()
+      reporter.close()
+      raise Interrupted(f"stopped after step {step} as asked (config.stop_after); rerun with "
+                        f"the same workdir to continue")
+  if pending is not None:
+    _report(reporter, *pending, last_good, workdir)
+  mgr.wait_until_finished()
+
+  final = runner.variables(fixed["params"], state.trainable, state.batch_stats)
+  eval_metrics = runner.evaluator.evaluate(final, consts, config)
+  reporter.scalars(steps, eval_metrics, prefix="eval")
+  reporter.close()
+  logging.info("%s/%s: %s", stored_as, task_id, eval_metrics)
+
+  trained = sharding.to_host(state)
+  arrays, mask = strategies.payload(runner.strategy, task_id, runner.frozen, trained.trainable,
+                                    trained.batch_stats, config)
+  meta = {"metrics": eval_metrics, "threshold": float(config.mask.threshold),
+          "norm": config.mask.norm, "steps": steps, "head_channels": task.head_channels,
+          "trained_as": strategy}
+  if not sharding.is_writer():
+    return meta
+  if bank is None:
+    base = {"params": {"backbone": trained.trainable["backbone"]}}
+    if trained.batch_stats:
+      base["batch_stats"] = trained.batch_stats
+    bank = Bank.create(bank_path or workdir / "bank", base, arch(config))
+  return bank.add(task_id, stored_as, arrays, mask, meta, overwrite=True)
+
+
+class Interrupted(RuntimeError):
+  """Training stopped early on purpose; rerun with the same workdir to continue."""
+
+
+def _report(reporter: Reporter, step: int, metrics: dict, last_good: int, workdir: Path):
+  values = {k: float(v) for k, v in sharding.to_host(metrics).items()}
+  if not math.isfinite(values["loss"]):
+    raise FloatingPointError(
+        f"loss became {values['loss']} at step {step}; the last good checkpoint is step "
+        f"{last_good} in {workdir / 'checkpoints'} (lower the learning rate and rerun)")
+  reporter.advance(step, values)
+  if step % reporter.log_every == 0 or step == reporter.total:
+    reporter.scalars(step, values)
