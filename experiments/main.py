@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  cli.configure_cpu()
+  cli.configure_logging()
   from piggyjax import sharding
   sharding.maybe_initialize_distributed(FLAGS.multihost)
   config = FLAGS.config

@@ -246,9 +246,12 @@ class Bank:
     """The task's variables ({'params', 'batch_stats'?}), ready for ``UNet.apply``."""
     arrays, mask, meta = self.load_payload(task)
     latest = None
-    if meta["strategy"] == "finetune":
-      last = [t for t in self.tasks() if self.meta(t)["strategy"] == "finetune"][-1]
-      latest = arrays if last == task else self.load_payload(last)[0]
+    if meta["strategy"] in ("base", "finetune"):
+      # Fine-tuning keeps one network: the first task and every fine-tuned one run on the
+      # backbone of the latest fine-tuned task (which is how fine-tuning forgets).
+      tuned = [t for t in self.tasks() if self.meta(t)["strategy"] == "finetune"]
+      if tuned:
+        latest = arrays if tuned[-1] == task else self.load_payload(tuned[-1])[0]
     return strategies.assemble_stored(meta["strategy"], self.base(), arrays, mask, latest)
 
   def sizes(self) -> dict:

@@ -148,6 +148,17 @@ def _fmt(metrics: dict) -> str:
   return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
 
-def configure_cpu() -> None:
-  """Quiet TensorFlow (pulled in by TFDS) before anything imports it."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+class _QuietLibraries:
+  """Drop INFO lines from Orbax, grain and TFDS: they bury our progress and results."""
+  NOISY = ("orbax", "grain", "tensorflow_datasets", "etils")
+
+  def filter(self, record) -> bool:
+    return record.levelno >= 30 or not any(n in record.pathname for n in self.NOISY)
+
+
+def configure_logging() -> None:
+  import logging as pylogging
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS may pull in TensorFlow
+  for handler in pylogging.getLogger().handlers + pylogging.getLogger("absl").handlers:
+    handler.addFilter(_QuietLibraries())
+  pylogging.getLogger("absl").addFilter(_QuietLibraries())

@@ -73,6 +73,7 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
     shutil.copytree(workdir / "bank_base", tmp)  # the first task is shared by all strategies
     os.replace(tmp, bank_path)
   bank = Bank.open(bank_path)
+  consts = {}  # VGG and Gram targets: load once per task, not once per evaluation
   for j, task_id in enumerate(task_ids):
     if j < len(rows):
       continue  # finished before a restart: its row and outputs are in the progress file
@@ -83,7 +84,9 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
     for i, old in enumerate(task_ids[:j + 1]):
       variables = bank.load(old)
       ev = train.evaluator(old, model_cfg)
-      row.append(ev.evaluate(variables, tasks.get(old).load(config), config))
+      if old not in consts:
+        consts[old] = tasks.get(old).load(config)
+      row.append(ev.evaluate(variables, consts[old], config))
       outs[old] = _digest(ev.predict(ev.put(variables), ev.put(fig_batches[old])))
     rows.append(row + [None] * (len(task_ids) - j - 1))
     for old, d in outs.items():

@@ -28,7 +28,10 @@ def maybe_initialize_distributed(multihost: bool) -> None:
 
 
 def mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), ("data",))
+  # Auto axes: XLA propagates the batch sharding through the U-Net (jax's default for
+  # make_mesh is Explicit, which asks every reshape to name its output sharding).
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(m) -> NamedSharding:

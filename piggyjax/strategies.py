@@ -145,12 +145,12 @@ def assemble_stored(strategy_name: str, base: dict, arrays: dict, mask: dict | N
                     latest: dict | None = None) -> dict:
   """A stored task's full variables {'params', 'batch_stats'?} from the base and its payload.
 
-  ``latest`` is the most recent finetune payload: fine-tuning keeps one network, so every
-  earlier task is evaluated with the latest backbone and its own head (this is what forgets).
+  ``latest`` is the most recent finetune payload: fine-tuning keeps one network, so the first
+  task and every fine-tuned one are evaluated with the latest backbone and their own head.
   """
   params = arrays.get("params", {})
   stats = arrays.get("batch_stats", {})
-  if strategy_name == "finetune" and latest is not None:
+  if latest is not None:
     head = {k: v for k, v in params.items() if k.startswith("head_")}
     params = merge({k: v for k, v in latest["params"].items() if k == "backbone"}, head)
     stats = latest.get("batch_stats", {})

@@ -131,3 +131,11 @@ def test_corrupt_task_file_is_named(bank):
   path.write_bytes(bytes(data))
   with pytest.raises(BankError, match=r"task 'a'.*arrays.bin.*checksum"):
     Bank.open(bank.root).load("a")
+
+
+def test_finetune_changes_the_first_task_too(bank):
+  v1 = _variables(1, "b")
+  bank.add("b", "finetune", {"params": v1["params"], "batch_stats": v1["batch_stats"]})
+  a = bank.load("a")
+  _eq(a["params"]["backbone"], v1["params"]["backbone"])
+  _eq(a["params"]["head_a"], _variables(0)["params"]["head_a"])

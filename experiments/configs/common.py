@@ -21,8 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.mask = ml_collections.ConfigDict(
       {"threshold": 5e-3, "init": 1e-2, "norm": "frozen", "spec": ""})
   c.data = ml_collections.ConfigDict({"source": "quickstart", "data_dir": ""})
+  # Johnson et al.'s perceptual loss; see piggyjax/tasks/style.py for how the ratios were chosen.
   c.style = ml_collections.ConfigDict(
-      {"content_weight": 1.0, "style_weight": 5.0, "tv_weight": 1e-5})
+      {"content_weight": 1.0, "style_weight": 1e5, "tv_weight": 2.0, "style_size": 256})
   c.style_image = ""              # an explicit painting for a style task, else data_dir/styles
   c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
   c.figure_images = 4             # evaluation images per task in the comparison grids

@@ -12,8 +12,9 @@ Choices and why:
 - Piggyback: Adam, lr 1e-4 on the real-valued scores, scores initialised to 1e-2, threshold
   5e-3 (the Piggyback defaults); heads at 1e-3.
 - Baselines (scratch, fine-tune, decoder): Adam 1e-3, as in Johnson et al.
-- Style loss weights: content 1, style 5, TV 1e-5 on VGG-16 relu2_2 / relu1_2..relu4_3,
-  in the range Johnson et al.'s reference implementation uses.
+- Style loss weights: content 1, style 1e5, TV 2 on VGG-16 relu2_2 / relu1_2..relu4_3 (the
+  style/content ratio of the PyTorch fast_neural_style example with the same VGG and
+  normalisation; TV converted from Johnson et al.'s 1e-6 on 0-255 pixels).
 - bfloat16 compute on accelerators, float32 parameters and optimizer state.
 """
 from experiments.configs import common

@@ -15,4 +15,5 @@ def get_config():
   c.image_size = 32
   c.batch_size = 8
   c.steps = 100
+  c.style.style_size = 128
   return c

@@ -119,7 +119,17 @@ class Style(Task):
     if path is not None and not isinstance(path, (str, bytes)) and hasattr(path, "get"):
       path = path.get(self.name, None) or path.get(self.style_name, None)
     data_dir = _field(_field(config, "data"), "data_dir")
-    painting = find_style_image(self.style_name, path=path, data_dir=data_dir)
+    try:
+      painting = find_style_image(self.style_name, path=path, data_dir=data_dir)
+    except FileNotFoundError:
+      if _field(_field(config, "data"), "source") != "quickstart":
+        raise
+      from absl import logging
+      from piggyjax.data.styles import STANDINS, standin_style
+      logging.warning("%s: painting %r not found; the offline quickstart uses scikit-image's "
+                      "%r instead. Pass --data_dir=DIR with DIR/styles/%s.jpg for the real one.",
+                      self.name, self.style_name, STANDINS.get(self.style_name), self.style_name)
+      painting = standin_style(self.style_name)
     weights = {k: float(_field(style_cfg, k, d)) for k, d in DEFAULT_WEIGHTS.items()}
     return make_consts(vgg.load_params(_field(style_cfg, "vgg_weights")), painting,
                        int(_field(style_cfg, "style_size", DEFAULT_STYLE_SIZE)), weights)
