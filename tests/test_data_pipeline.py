@@ -122,9 +122,33 @@ def test_shards_are_disjoint_and_eval_pads_to_equal_batch_counts():
       assert np.all(b["label"][~b["valid"]] == 255) and np.all(b["image"][~b["valid"]] == 0)
   assert counts == [2, 2]  # 4 and 3 records: same number of batches on every process
   assert sorted(seen) == list(range(n))
-  train = data.batches(Counting(10), batch_size=5, image_size=8, train=True, seed=0,
-                       shard_index=1, shard_count=2)
-  assert {int(v) % 2 for v in next(train)["image"][:, 0, 0, 0]} == {1}
+
+
+def test_global_train_batch_is_the_same_for_any_process_count():
+  """Step k's global batch: the same examples, augmented alike, for 1, 2 or 4 processes."""
+  class Ramp(Counting):  # channels 1 and 2 ramp across the image: crops and flips show
+    def __getitem__(self, i):
+      ex = super().__getitem__(i)
+      h, w = self.size
+      ex["image"][..., 1] = np.arange(w, dtype=np.uint8) * 8
+      ex["image"][..., 2] = np.arange(h, dtype=np.uint8)[:, None] * 8
+      return ex
+
+  def global_batches(count, steps=5):  # 10 records, global batch 4: crosses epoch boundaries
+    its = [data.batches(Ramp(10, size=(24, 30)), batch_size=4 // count, image_size=8,
+                        train=True, seed=0, shard_index=i, shard_count=count)
+           for i in range(count)]
+    return [{k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+            for parts in ([next(it) for it in its] for _ in range(steps))]
+  one = global_batches(1)
+  for count in (2, 4):
+    for a, b in zip(one, global_batches(count)):
+      for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+  two = [data.batches(Counting(10), batch_size=2, image_size=8, train=True, seed=0,
+                      shard_index=i, shard_count=2) for i in range(2)]
+  first = [sorted(int(v) for v in next(it)["image"][:, 0, 0, 0]) for it in two]
+  assert not set(first[0]) & set(first[1])  # the processes read different examples
 
 
 def test_eval_resizes_shorter_side_and_centre_crops():

@@ -1,7 +1,10 @@
 """One grain pipeline for every source: shard, shuffle, decode, augment, batch.
 
-Train: per-process shard -> shuffle (reshuffled each epoch) -> decode -> random scale, crop and
-flip -> batches of exactly ``batch_size``; records the source skips are dropped. Eval: every
+Train: one stream for all processes (shuffled, reshuffled each epoch) -> decode -> random scale,
+crop and flip -> batches of exactly ``batch_size``; records the source skips are dropped. Global
+batch k is positions [kB, (k+1)B) of that stream (B = batch_size x shard_count) and process p
+reads rows [p*batch_size, (p+1)*batch_size) of it, so the global batch at step k holds the same
+examples, with the same augmentation, however many processes share it. Eval: every
 process yields the same number of batches (a multi-host eval step must not wait on a process that
 ran out), each row resized on its shorter side and centre-cropped; padding rows and skipped
 records are rows of zeros with ``valid=False``.
@@ -42,14 +45,14 @@ def _has_labels(source: Sequence) -> bool:
 
 
 def _read(source: Sequence, index: int, failed: set[int] | None = None,
-          shard_len: int = 0) -> dict[str, Any] | None:
+          n: int = 0) -> dict[str, Any] | None:
   try:
     return source[index]
   except records.SkipRecord as e:
     if failed is not None:
       failed.add(index)
-      if len(failed) >= shard_len:  # an endless loop over nothing but bad records would hang
-        raise RuntimeError(f"every record of this shard of {type(source).__name__} was skipped, "
+      if len(failed) >= n:  # an endless loop over nothing but bad records would hang
+        raise RuntimeError(f"every record of this {type(source).__name__} was skipped, "
                            f"last: {e}") from None
     return None
 
@@ -69,12 +72,25 @@ def _stack(rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return batch
 
 
+def _rows_of_process(stream: grain.MapDataset, per_process: int, index: int,
+                     count: int) -> grain.MapDataset:
+  """Process ``index``'s slice of every global batch of ``stream`` (one shared order)."""
+  global_batch = per_process * count
+
+  def pick(j: int):
+    k, r = divmod(j, per_process)
+    return stream[k * global_batch + index * per_process + r]
+
+  return grain.MapDataset.range(len(stream) // global_batch * per_process).map(pick)
+
+
 def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, seed: int,
             num_epochs: int | None = None, shard_index: int | None = None,
             shard_count: int | None = None, num_threads: int = 4) -> Iterator[dict[str, np.ndarray]]:
   """Batches of numpy arrays: ``image`` uint8 BHW3, ``label`` int32 BHW (255 = ignore), ``valid`` bool B.
 
-  ``batch_size`` is per process. Train is endless when ``num_epochs`` is None; eval is one pass.
+  ``batch_size`` is per process; the global batch is ``batch_size * shard_count``. Train is
+  endless when ``num_epochs`` is None; eval is one pass.
   """
   shard_index, shard_count = _shard(shard_index, shard_count)
   labels = _has_labels(source)
@@ -82,20 +98,22 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 8))
 
   if train:
-    ds = grain.MapDataset.range(n)[shard_index::shard_count]
-    if len(ds) == 0:
-      raise ValueError(f"shard {shard_index}/{shard_count} of a {n}-record source is empty")
-    shard_len, failed = len(ds), set()
+    if n == 0:
+      raise ValueError("the source is empty")
+    failed: set[int] = set()
 
     def augment(index: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
-      example = _read(source, index, failed, shard_len)
+      example = _read(source, index, failed, n)
       if example is None:
         return None  # grain's iterator drops Nones
       h, w = example["image"].shape[:2]
       return _row(transforms.apply_view(example, transforms.train_view(h, w, size, rng), size),
                   labels, True)
 
-    ds = ds.shuffle(seed=seed).repeat(num_epochs).random_map(augment, seed=seed + 1)
+    ds = grain.MapDataset.range(n).shuffle(seed=seed).repeat(num_epochs)
+    ds = ds.random_map(augment, seed=seed + 1)  # the rng follows the stream position
+    if shard_count > 1:
+      ds = _rows_of_process(ds, batch_size, shard_index, shard_count)
     return iter(ds.to_iter_dataset(options).batch(batch_size, drop_remainder=True, batch_fn=_stack))
 
   per_shard = math.ceil(n / shard_count)
