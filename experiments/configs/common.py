@@ -20,7 +20,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict({"lr_scores": 1e-4, "lr_head": 1e-3, "lr": 1e-3})
   c.mask = ml_collections.ConfigDict(
       {"threshold": 5e-3, "init": 1e-2, "norm": "frozen", "spec": ""})
-  c.data = ml_collections.ConfigDict({"source": "quickstart", "data_dir": ""})
+  # Where data comes from: quickstart (offline, pip-shipped photos) | samples | dirs | tfds.
+  # See piggyjax/data/factory.py for how each field is used; '' means "derive from data_dir".
+  c.data = ml_collections.ConfigDict({
+      "source": "quickstart", "data_dir": "", "voc_dir": "", "coco_dir": "", "image_dir": "",
+      "tfds_data_dir": "", "coco_things_only": False, "coco_train_split": "",
+      "coco_eval_split": "", "voc_train_split": "train", "voc_eval_split": "val",
+      "on_label_size_mismatch": "skip", "strict": False, "quickstart_image_size": 96,
+      "quickstart_train_examples": 512, "quickstart_eval_examples": 64, "seed": 0})
   # Johnson et al.'s perceptual loss; see piggyjax/tasks/style.py for how the ratios were chosen.
   c.style = ml_collections.ConfigDict(
       {"content_weight": 1.0, "style_weight": 1e5, "tv_weight": 2.0, "style_size": 256})

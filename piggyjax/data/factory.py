@@ -29,7 +29,7 @@ def _get(data: Any, key: str, default: Any = None) -> Any:
   if data is None:
     return default
   value = data.get(key, default) if hasattr(data, "get") else getattr(data, key, default)
-  return default if value is None else value
+  return default if value is None or value == "" else value  # "" = unset in a config file
 
 
 def _first_dir(candidates: list[Path], what: str, hint: str) -> Path:

@@ -1,0 +1,30 @@
+"""Shared test set-up: the repo root on sys.path (configs live in experiments/) and a tiny config."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the real samples beside the checkout
+sys.path.insert(0, str(ROOT))
+
+
+def make_tiny_config(**overrides):
+  """The quickstart config shrunk for CPU tests: tiny U-Net, 32x32, a few steps."""
+  from experiments.configs import quickstart
+  c = quickstart.get_config()
+  c.steps, c.checkpoint_every, c.batch_size, c.eval_batches = 4, 2, 4, 1
+  c.data.quickstart_train_examples, c.data.quickstart_eval_examples = 32, 8
+  c.style.style_size = 64
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config
