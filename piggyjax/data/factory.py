@@ -79,15 +79,23 @@ def _coco_split(data: Any, split: str) -> str:
   return _get(data, f"coco_{split}_split", default)
 
 
+def _data_kind(task_id: str) -> str:
+  """Built-in tasks by id; a registered task of an unlabelled kind reads content images."""
+  if task_id in TASK_DATA:
+    return TASK_DATA[task_id]
+  from piggyjax import tasks
+  if task_id in tasks.names() and tasks.get(task_id).kind != "segmentation":
+    return "images"
+  raise ValueError(f"no data rule for task {task_id!r}; known: {sorted(TASK_DATA)}. For a "
+                   "segmentation task of your own, build a source (see piggyjax.data) directly.")
+
+
 def make_source(task_id: str, split: str, config: Any) -> records.Source:
   """A random-access source for ``task_id`` ('train' or 'eval' split); see the module docstring."""
   if split not in ("train", "eval"):
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-  if task_id not in TASK_DATA:
-    raise ValueError(f"no data rule for task {task_id!r}; known: {sorted(TASK_DATA)}. For a task "
-                     "of your own, build a source (e.g. piggyjax.data.ImageFolder) directly.")
   data = _get(config, "data")
-  kind, name = TASK_DATA[task_id], _get(data, "source", "quickstart")
+  kind, name = _data_kind(task_id), _get(data, "source", "quickstart")
   if name not in SOURCES:
     raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
   things_only = bool(_get(data, "coco_things_only", False))
