@@ -216,6 +216,12 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
       pending = None
       mgr.save(step, args=ocp.args.StandardSave(state))
       last_good = step
+    eval_every = config.get("eval_every") or 0
+    if eval_every and step % eval_every == 0 and step < steps:  # the last step is evaluated below
+      mid = runner.evaluator.evaluate(runner.variables(fixed["params"], state.trainable,
+                                                       state.batch_stats), consts, config)
+      reporter.scalars(step, mid, prefix="eval")
+      logging.info("%s/%s step %d eval: %s", stored_as, task_id, step, mid)
     if stop_after and step >= stop_after and step < steps:
       mgr.wait_until_finished()
       reporter.close()

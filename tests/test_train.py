@@ -49,8 +49,8 @@ def test_old_task_outputs_after_learning_a_new_one(base_bank, tmp_path, strategy
   assert np.isfinite(_outputs(bank_path, B, config)).all()
 
 
-def test_piggyback_mask_size_on_disk(base_bank, tmp_path):
-  config = make_tiny_config()
+def test_piggyback_mask_size_on_disk_and_periodic_eval(base_bank, tmp_path):
+  config = make_tiny_config(eval_every=2)
   bank_path = tmp_path / "bank"
   shutil.copytree(base_bank, bank_path)
   meta = train.train_task(config, B, "piggyback", tmp_path / "run", bank=Bank.open(bank_path))
@@ -61,6 +61,8 @@ def test_piggyback_mask_size_on_disk(base_bank, tmp_path):
   assert on_disk == meta["mask_bytes"] <= math.ceil(n / 8) + layers
   assert n == sum(int(np.prod(e["shape"])) for e in meta["mask"])
   assert 0 < meta["density"]["total"] <= 1
+  rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if "eval/miou" in r] == [2, 4]
 
 
 def test_resumed_run_equals_uninterrupted(base_bank, tmp_path):

@@ -15,6 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 8                # global: per-device batch = batch_size / device count
   c.steps = 100                   # per task
   c.checkpoint_every = 50
+  c.eval_every = 0                # also evaluate every this many steps (0: only at the end)
   c.eval_batches = 0              # 0 = the whole eval split
   # Piggyback (Mallya et al.): Adam 1e-4 on the scores; heads and baselines learn faster.
   c.optim = ml_collections.ConfigDict({"lr_scores": 1e-4, "lr_head": 1e-3, "lr": 1e-3})

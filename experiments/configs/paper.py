@@ -29,5 +29,6 @@ def get_config():
   c.batch_size = 32
   c.steps = 20_000
   c.checkpoint_every = 1000
+  c.eval_every = 2000
   c.eval_batches = 50
   return c
