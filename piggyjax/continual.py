@@ -140,7 +140,8 @@ def run(config, workdir: Path) -> dict:
       "config": json.loads(config.to_json_best_effort()),
   }
   first = task_ids[0]
-  if not (workdir / "bank_base" / "bank.json").exists():
+  base_bank = workdir / "bank_base"
+  if not (base_bank / "bank.json").exists() or first not in Bank.open(base_bank).tasks():
     # Task 1 trains the backbone from random init, which is also what scratch does for it:
     # train it once and give every strategy a copy of that bank.
     shutil.rmtree(workdir / "bank_base", ignore_errors=True)

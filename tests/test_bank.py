@@ -8,7 +8,7 @@ import pytest
 from flax import traverse_util
 
 from piggyjax import masks, strategies
-from piggyjax.bank import Bank, BankError
+from piggyjax.bank import Bank, BankError, _sealed
 from piggyjax.models import unet
 
 CFG = unet.preset("tiny")
@@ -119,7 +119,7 @@ def test_refusals(bank, tmp_path):
   meta_path = bank.root / "tasks" / "a" / "meta.json"
   meta = json.loads(meta_path.read_text())
   meta["base_fingerprint"] = other.fingerprint
-  meta_path.write_text(json.dumps(meta))
+  meta_path.write_text(json.dumps(_sealed(meta)))  # resealed: a consistent file, wrong base
   with pytest.raises(BankError, match="trained on base"):
     Bank.open(bank.root).load("a")
 
