@@ -203,30 +203,36 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   batches = itertools.islice(batches, start, None)  # the same batches an unbroken run sees
   reporter = Reporter(workdir if sharding.is_writer() else None, steps, start,
                       desc=f"{stored_as}/{task_id}")
+  if start:  # metrics.jsonl says where the rows of this run begin
+    reporter.scalars(start, {"resumed_from_step": start}, prefix="checkpoint")
   pending, last_good = None, start
   stop_after = config.get("stop_after") or None
-  for step in range(start + 1, steps + 1):
-    batch = sharding.put_batch(next(batches), runner.mesh)
-    state, metrics = runner.train_step(state, fixed, consts, batch)
-    if pending is not None:  # read the previous step's metrics: the device never waits
-      _report(reporter, *pending, last_good, workdir)
-    pending = (step, metrics)
-    if step % config.checkpoint_every == 0 or step == steps or step == stop_after:
-      _report(reporter, *pending, last_good, workdir)  # never persist a non-finite state
-      pending = None
-      mgr.save(step, args=ocp.args.StandardSave(state))
-      last_good = step
-    eval_every = config.get("eval_every") or 0
-    if eval_every and step % eval_every == 0 and step < steps:  # the last step is evaluated below
-      mid = runner.evaluator.evaluate(runner.variables(fixed["params"], state.trainable,
-                                                       state.batch_stats), consts, config)
-      reporter.scalars(step, mid, prefix="eval")
-      logging.info("%s/%s step %d eval: %s", stored_as, task_id, step, mid)
-    if stop_after and step >= stop_after and step < steps:
-      mgr.wait_until_finished()
-      reporter.close()
-      raise Interrupted(f"stopped after step {step} as asked (config.stop_after); rerun with "
-                        f"the same workdir to continue")
+  try:
+    for step in range(start + 1, steps + 1):
+      batch = sharding.put_batch(next(batches), runner.mesh)
+      state, metrics = runner.train_step(state, fixed, consts, batch)
+      if pending is not None:  # read the previous step's metrics: the device never waits
+        _report(reporter, *pending, last_good, workdir)
+      pending = (step, metrics)
+      if step % config.checkpoint_every == 0 or step == steps or step == stop_after:
+        _report(reporter, *pending, last_good, workdir)  # never persist a non-finite state
+        pending = None
+        mgr.save(step, args=ocp.args.StandardSave(state))
+        last_good = step
+      eval_every = config.get("eval_every") or 0
+      if eval_every and step % eval_every == 0 and step < steps:  # the last step is evaluated below
+        mid = runner.evaluator.evaluate(runner.variables(fixed["params"], state.trainable,
+                                                         state.batch_stats), consts, config)
+        reporter.scalars(step, mid, prefix="eval")
+        logging.info("%s/%s step %d eval: %s", stored_as, task_id, step, mid)
+      if stop_after and step >= stop_after and step < steps:
+        mgr.wait_until_finished()
+        reporter.close()
+        raise Interrupted(f"stopped after step {step} as asked (config.stop_after); rerun with "
+                          f"the same workdir to continue")
+  except BaseException:  # NaN, a bad batch, Ctrl-C: the checkpoint named in the error must land
+    mgr.wait_until_finished()
+    raise
   if pending is not None:
     _report(reporter, *pending, last_good, workdir)
   mgr.wait_until_finished()
@@ -261,8 +267,10 @@ def _report(reporter: Reporter, step: int, metrics: dict, last_good: int, workdi
   values = {k: float(v) for k, v in sharding.to_host(metrics).items()}
   if not math.isfinite(values["loss"]):
     raise FloatingPointError(
-        f"loss became {values['loss']} at step {step}; the last good checkpoint is step "
-        f"{last_good} in {workdir / 'checkpoints'} (lower the learning rate and rerun)")
+        f"loss became {values['loss']} at step {step}; "
+        + (f"the last good checkpoint is step {last_good} in {workdir / 'checkpoints'}"
+           if last_good else f"no checkpoint was written yet ({workdir / 'checkpoints'})")
+        + " (lower the learning rate and rerun with the same workdir)")
   reporter.advance(step, values)
   if step % reporter.log_every == 0 or step == reporter.total:
     reporter.scalars(step, values)
