@@ -17,11 +17,19 @@ _initialized = False
 
 
 def maybe_initialize_distributed(multihost: bool) -> None:
-  """``jax.distributed.initialize()`` once, when asked by flag or by PIGGYJAX_MULTIHOST=1."""
+  """``jax.distributed.initialize()`` once, when asked by flag or by PIGGYJAX_MULTIHOST=1.
+
+  TPU slices, SLURM and Open MPI tell JAX the coordinator, process count and id. Elsewhere
+  set JAX_COORDINATOR_ADDRESS=host:port, PIGGYJAX_NUM_PROCESSES and PIGGYJAX_PROCESS_ID on
+  every process (tests/multihost_worker.py runs two processes on one CPU that way).
+  """
   global _initialized
   if _initialized or not (multihost or os.environ.get("PIGGYJAX_MULTIHOST") == "1"):
     return
-  jax.distributed.initialize()
+  given = {k: int(os.environ[v]) for k, v in (("num_processes", "PIGGYJAX_NUM_PROCESSES"),
+                                              ("process_id", "PIGGYJAX_PROCESS_ID"))
+           if os.environ.get(v)}
+  jax.distributed.initialize(**given)
   _initialized = True
   logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
@@ -68,6 +76,13 @@ def to_host(tree):
       x = x.addressable_data(0)
     return np.asarray(x)
   return jax.tree.map(one, tree)
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def is_writer() -> bool:

@@ -249,14 +249,17 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   meta = {"metrics": eval_metrics, "threshold": float(config.mask.threshold),
           "norm": config.mask.norm, "steps": steps, "head_channels": task.head_channels,
           "trained_as": strategy}
-  if not sharding.is_writer():
-    return meta
-  if bank is None:
-    base = {"params": {"backbone": trained.trainable["backbone"]}}
-    if trained.batch_stats:
-      base["batch_stats"] = trained.batch_stats
-    bank = Bank.create(bank_path or workdir / "bank", base, arch(config))
-  return bank.add(task_id, stored_as, arrays, mask, meta, overwrite=True)
+  bank_root = bank.root if bank is not None else Path(bank_path or workdir / "bank")
+  if sharding.is_writer():
+    if bank is None:
+      base = {"params": {"backbone": trained.trainable["backbone"]}}
+      if trained.batch_stats:
+        base["batch_stats"] = trained.batch_stats
+      bank = Bank.create(bank_root, base, arch(config))
+    meta = bank.add(task_id, stored_as, arrays, mask, meta, overwrite=True)
+  # Only process 0 writes the bank; the others read it once it is complete.
+  sharding.barrier(f"piggyjax bank {bank_root} {task_id}")
+  return meta if sharding.is_writer() else Bank.open(bank_root).meta(task_id)
 
 
 class Interrupted(RuntimeError):
