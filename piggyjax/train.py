@@ -205,20 +205,30 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
                       desc=f"{stored_as}/{task_id}")
   if start:  # metrics.jsonl says where the rows of this run begin
     reporter.scalars(start, {"resumed_from_step": start}, prefix="checkpoint")
-  pending, last_good = None, start
+  # A checkpoint is good once the loss computed from it (the next step's) is finite; the one
+  # restored above is not known to be until then.
+  pending, unchecked = None, start or None
+  last_good = max([s for s in mgr.all_steps() if s < start], default=0)
+
+  def report(step, metrics):
+    nonlocal last_good, unchecked
+    _report(reporter, step, metrics, last_good, workdir)
+    if unchecked == step - 1:
+      last_good, unchecked = unchecked, None
+
   stop_after = config.get("stop_after") or None
   try:
     for step in range(start + 1, steps + 1):
       batch = sharding.put_batch(next(batches), runner.mesh)
       state, metrics = runner.train_step(state, fixed, consts, batch)
       if pending is not None:  # read the previous step's metrics: the device never waits
-        _report(reporter, *pending, last_good, workdir)
+        report(*pending)
       pending = (step, metrics)
       if step % config.checkpoint_every == 0 or step == steps or step == stop_after:
-        _report(reporter, *pending, last_good, workdir)  # never persist a non-finite state
+        report(*pending)  # never persist a state whose loss was not finite
         pending = None
         mgr.save(step, args=ocp.args.StandardSave(state))
-        last_good = step
+        unchecked = step
       eval_every = config.get("eval_every") or 0
       if eval_every and step % eval_every == 0 and step < steps:  # the last step is evaluated below
         mid = runner.evaluator.evaluate(runner.variables(fixed["params"], state.trainable,
@@ -230,11 +240,16 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
         reporter.close()
         raise Interrupted(f"stopped after step {step} as asked (config.stop_after); rerun with "
                           f"the same workdir to continue")
-  except BaseException:  # NaN, a bad batch, Ctrl-C: the checkpoint named in the error must land
+  except FloatingPointError:
+    mgr.wait_until_finished()
+    if unchecked is not None:  # its very next loss was not finite: a rerun must not start there
+      mgr.delete(unchecked)
+    raise
+  except BaseException:  # a bad batch, Ctrl-C: the last checkpoint must land before we go
     mgr.wait_until_finished()
     raise
   if pending is not None:
-    _report(reporter, *pending, last_good, workdir)
+    report(*pending)
   mgr.wait_until_finished()
 
   final = runner.variables(fixed["params"], state.trainable, state.batch_stats)
@@ -272,8 +287,8 @@ def _report(reporter: Reporter, step: int, metrics: dict, last_good: int, workdi
     raise FloatingPointError(
         f"loss became {values['loss']} at step {step}; "
         + (f"the last good checkpoint is step {last_good} in {workdir / 'checkpoints'}"
-           if last_good else f"no checkpoint was written yet ({workdir / 'checkpoints'})")
-        + " (lower the learning rate and rerun with the same workdir)")
+           if last_good else f"no good checkpoint yet in {workdir / 'checkpoints'}")
+        + "; lower the learning rate and rerun with the same workdir to continue from there")
   reporter.advance(step, values)
   if step % reporter.log_every == 0 or step == reporter.total:
     reporter.scalars(step, values)
