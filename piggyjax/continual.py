@@ -67,11 +67,12 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   progress_path = workdir / f"sequence_{strategy}.json"
   done = json.loads(progress_path.read_text()) if progress_path.exists() else {}
   rows, digests = done.get("matrix", []), done.get("digests", {})
-  if not (bank_path / "bank.json").exists():
+  if sharding.is_writer() and not (bank_path / "bank.json").exists():
     tmp = workdir / f".bank_{strategy}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(workdir / "bank_base", tmp)  # the first task is shared by all strategies
     os.replace(tmp, bank_path)
+  sharding.barrier(f"piggyjax copied {bank_path}")  # the others open it next
   bank = Bank.open(bank_path)
   consts = {}  # VGG and Gram targets: load once per task, not once per evaluation
   for j, task_id in enumerate(task_ids):
@@ -87,7 +88,8 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       if old not in consts:
         consts[old] = tasks.get(old).load(config)
       row.append(ev.evaluate(variables, consts[old], config))
-      outs[old] = _digest(ev.predict(ev.put(variables), ev.put(fig_batches[old])))
+      outs[old] = _digest(sharding.to_host(ev.predict(ev.put(variables),
+                                                      ev.put(fig_batches[old]))))
     rows.append(row + [None] * (len(task_ids) - j - 1))
     for old, d in outs.items():
       digests.setdefault(old, []).append(d)
@@ -121,7 +123,8 @@ def grids(config, task_ids, strats, workdir, fig_batches) -> dict:
     batch = fig_batches[t]
     per = {}
     for s in strats:
-      y = np.asarray(ev.predict(ev.put(Bank.open(workdir / f"bank_{s}").load(t)), ev.put(batch)))
+      y = sharding.to_host(ev.predict(ev.put(Bank.open(workdir / f"bank_{s}").load(t)),
+                                      ev.put(batch)))
       per[s] = np.stack([task.to_image(y[k], batch["image"][k]) for k in range(len(y))])
     out[t] = {"inputs": batch["image"], "outputs": per}
   return out
@@ -141,10 +144,13 @@ def run(config, workdir: Path) -> dict:
   }
   first = task_ids[0]
   base_bank = workdir / "bank_base"
-  if not (base_bank / "bank.json").exists() or first not in Bank.open(base_bank).tasks():
+  need_base = not (base_bank / "bank.json").exists() or first not in Bank.open(base_bank).tasks()
+  sharding.barrier("piggyjax looked at bank_base")  # before process 0 removes it
+  if need_base:
     # Task 1 trains the backbone from random init, which is also what scratch does for it:
     # train it once and give every strategy a copy of that bank.
-    shutil.rmtree(workdir / "bank_base", ignore_errors=True)
+    if sharding.is_writer():
+      shutil.rmtree(workdir / "bank_base", ignore_errors=True)
     train.train_task(config, first, "base", workdir / "base" / first,
                      bank_path=workdir / "bank_base")
   for s in strats:
@@ -153,10 +159,10 @@ def run(config, workdir: Path) -> dict:
   results["machine"] = (f"{platform.machine()} {os.cpu_count()} cores, "
                         f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
   results = report.summarize(results)
+  outputs = grids(config, task_ids, strats, workdir, fig_batches)  # all processes: jitted
   if sharding.is_writer():
     report.write_tables(results, workdir)
-    report.write_figures(results, workdir, grids=grids(config, task_ids, strats, workdir,
-                                                       fig_batches))
+    report.write_figures(results, workdir, grids=outputs)
     print((workdir / "results.md").read_text())
   return results
 
