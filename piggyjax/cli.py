@@ -150,7 +150,7 @@ def _fmt(metrics: dict) -> str:
 
 class _QuietLibraries:
   """Drop INFO lines from Orbax, grain and TFDS: they bury our progress and results."""
-  NOISY = ("orbax", "grain", "tensorflow_datasets", "etils")
+  NOISY = ("orbax", "grain", "tensorflow_datasets", "etils", "xla_bridge")
 
   def filter(self, record) -> bool:
     return record.levelno >= 30 or not any(n in record.pathname for n in self.NOISY)

@@ -65,6 +65,12 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
   return out
 
 
+def task_steps(config, task_id: str) -> int:
+  """``config.steps``, unless ``config.steps_for`` names this task (e.g. shorter style runs)."""
+  per_task = config.get("steps_for") or {}
+  return int(per_task.get(task_id, config.steps))
+
+
 def optimizer(config, trainable: dict) -> optax.GradientTransformation:
   """Adam; Piggyback's scores, heads and whole-network weights each get their own rate."""
   def label(path, _):
@@ -188,7 +194,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   fixed = runner.put({"params": runner.frozen, "stats": runner.base_stats})
   state = runner.put(runner.init_state)
 
-  steps = int(config.steps)
+  steps = task_steps(config, task_id)
   mgr = _checkpoint_manager(workdir / "checkpoints", config)
   start = mgr.latest_step() or 0
   if start:

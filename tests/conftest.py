@@ -13,7 +13,9 @@ def make_tiny_config(**overrides):
   """The quickstart config shrunk for CPU tests: tiny U-Net, 32x32, a few steps."""
   from experiments.configs import quickstart
   c = quickstart.get_config()
+  c.model.preset, c.optim.lr, c.optim.lr_head = "tiny", 1e-3, 1e-3
   c.steps, c.checkpoint_every, c.batch_size, c.eval_batches = 4, 2, 4, 1
+  c.steps_for = {}
   c.data.quickstart_train_examples, c.data.quickstart_eval_examples = 32, 8
   c.style.style_size = 64
   for key, value in overrides.items():

@@ -14,6 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.image_size = 32
   c.batch_size = 8                # global: per-device batch = batch_size / device count
   c.steps = 100                   # per task
+  c.steps_for = ml_collections.ConfigDict()  # per-task overrides, e.g. {"style_scream": 50}
   c.checkpoint_every = 50
   c.eval_every = 0                # also evaluate every this many steps (0: only at the end)
   c.eval_batches = 0              # 0 = the whole eval split

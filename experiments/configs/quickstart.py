@@ -6,14 +6,19 @@
 The images come from pip packages (scikit-image, scikit-learn); segmentation labels are
 generated shapes drawn over them, so nothing is downloaded.
 """
+import ml_collections
+
 from experiments.configs import common
 
 
 def get_config():
   c = common.base_config()
-  c.model.preset = "tiny"
+  c.model.preset = "quick"        # 117 k parameters: learns the shapes in a minute per task
   c.image_size = 32
   c.batch_size = 8
-  c.steps = 100
+  c.steps = 120
+  c.optim.lr = c.optim.lr_head = 3e-3
+  # VGG-16 dominates a style step on a CPU: fewer steps keep the whole run near 5 minutes.
+  c.steps_for = ml_collections.ConfigDict({"style_starry": 50, "style_scream": 50})
   c.style.style_size = 128
   return c
