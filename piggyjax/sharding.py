@@ -70,10 +70,15 @@ def put_replicated(tree, m):
 
 
 def to_host(tree):
-  """numpy copies of (replicated) arrays; works when other processes hold shards too."""
+  """numpy copies of global arrays, on every process (call it on all of them together: an
+  array sharded across processes is gathered, a replicated one is read from a local copy)."""
   def one(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      x = x.addressable_data(0)
+      if x.is_fully_replicated:
+        x = x.addressable_data(0)
+      else:
+        from jax.experimental import multihost_utils
+        x = multihost_utils.process_allgather(x, tiled=True)
     return np.asarray(x)
   return jax.tree.map(one, tree)
 

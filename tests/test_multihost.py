@@ -138,3 +138,42 @@ def test_two_processes_train_like_one(tmp_path):
                                            ("arrays.bin", "mask.bin", "meta.json"))}
   assert set(_tree(two / "bank")) == set(bank_before) | task_files  # no partial or duplicate
   assert len(list((two / "work" / "tb").iterdir())) == 1
+
+
+GATHER = r"""
+import json, sys
+import jax, numpy as np
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+from piggyjax import sharding
+sharding.maybe_initialize_distributed(False)
+m = sharding.mesh()
+rows = np.arange(6, dtype=np.float32).reshape(2, 3) + 10 * jax.process_index()
+batch = sharding.put_batch({"image": rows, "id": ["dropped"]}, m)
+host = sharding.to_host({"sharded": batch["image"], "replicated": sharding.put_replicated(
+    np.full(3, 7.0), m)})
+sharding.barrier("done")
+print(json.dumps({k: v.tolist() for k, v in host.items()}))
+"""
+
+
+def test_process_rows_in_order_and_to_host_gathers(tmp_path):
+  """Process p's rows are rows [p*b, (p+1)*b) of the global batch; to_host gives every process
+  the whole of a sharded array and a copy of a replicated one."""
+  port, procs = _free_port(), []
+  for i in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PIGGYJAX_MULTIHOST="1",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", PIGGYJAX_NUM_PROCESSES="2",
+               PIGGYJAX_PROCESS_ID=str(i))
+    procs.append(subprocess.Popen([sys.executable, "-c", GATHER], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outs = [p.communicate(timeout=120) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, (stdout, stderr) in zip(procs, outs):
+    assert p.returncode == 0, stderr[-3000:]
+    got = json.loads(stdout.strip().splitlines()[-1])
+    assert got == {"sharded": [[0, 1, 2], [3, 4, 5], [10, 11, 12], [13, 14, 15]],
+                   "replicated": [7, 7, 7]}
