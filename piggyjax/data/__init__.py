@@ -16,20 +16,30 @@ Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason an
   ``segments_info``: void (255) and a warning, never a guessed class.
 - gray, gray+alpha, RGBA, palette, CMYK and 16-bit images: converted to RGB uint8 (alpha over
   white, 16-bit scaled by 1/257).
-- truncated or undecodable JPEG/PNG: skip at read time.
+- truncated or undecodable JPEG/PNG (any error the decoder raises): skip at read time. No
+  pixels, or more than PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb): skip, decided
+  from the header before decoding. Extreme aspect ratios are fine: only the crop is resized.
+- VOC mask values outside 0..20 and 255, negative ones included: skip.
+- COCO JSON that is not JSON, or lacks the ``categories``/``images``/``annotations`` lists, or a
+  category without an integer ``id`` and a ``name``: ValueError at construction naming the file
+  and the field. An image or annotation entry with a missing or wrongly typed field (``id``,
+  ``file_name``, ``image_id``, ``segments_info`` and its ``id``/``category_id``): skip.
 - annotation paths with '..' or absolute (COCO JSON file names, VOC ids): ValueError at
   construction; nothing outside the data directory is opened.
+- anything else a source raises for one record: skip (reason: "unexpected <Error>").
+- ``config.data.strict``: every skip above is a ``BadRecord`` error instead (at construction
+  for the ones counted there), so the run stops on the first bad record.
 """
 from piggyjax.data.coco import COCO_PANOPTIC_NAMES, CocoPanopticDir
 from piggyjax.data.factory import make_source
 from piggyjax.data.folder import ImageFolder
 from piggyjax.data.pipeline import batches
 from piggyjax.data.quickstart import Quickstart
-from piggyjax.data.records import SkipRecord, Source
+from piggyjax.data.records import BadRecord, SkipRecord, Source
 from piggyjax.data.styles import find_style_image
 from piggyjax.data.tfds_coco import TfdsCocoPanoptic
 from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
 
-__all__ = ["COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "Quickstart", "SkipRecord",
+__all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "Quickstart", "SkipRecord",
            "Source", "TfdsCocoPanoptic", "VOC_CLASSES", "VocSegmentation", "batches",
            "find_style_image", "make_source"]

@@ -99,6 +99,58 @@ def panoptic_label(png: Image.Image, segment_ids: np.ndarray, segment_labels: np
   return label
 
 
+def _is_int(v: Any) -> bool:
+  return type(v) is int  # not bool, not a float, not a string of digits
+
+
+def read_annotations(path: Path) -> dict[str, Any]:
+  """The panoptic JSON, with what every record relies on checked: a clear error naming the file
+  and the field for a file that is not one (or is damaged); per-record problems are left to
+  ``_index``, which skips and counts them."""
+  try:
+    with open(path, "rb") as f:
+      meta = json.load(f)
+  except ValueError as e:  # bad JSON or bad UTF-8
+    raise ValueError(f"COCO panoptic annotations {str(path)!r} are not valid JSON ({e}); "
+                     "the file is damaged or not an annotation file") from None
+  def bad(what: str) -> ValueError:
+    return ValueError(f"COCO panoptic annotations {str(path)!r}: {what}; is this the official "
+                      "panoptic_<split>.json?")
+  if not isinstance(meta, dict):
+    raise bad(f"the top level is a JSON {type(meta).__name__}, not an object")
+  for key in ("categories", "images", "annotations"):
+    if not isinstance(meta.get(key), list):
+      raise bad(f"{key!r} is {'missing' if key not in meta else type(meta[key]).__name__}, "
+                "expected a list")
+  ids = set()
+  for k, c in enumerate(meta["categories"]):  # class ids depend on all of them: no skipping here
+    if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str)
+            and isinstance(c.get("isthing", 0), (int, bool))):
+      raise bad(f"categories[{k}] = {str(c)[:120]} lacks an integer 'id' or a 'name'")
+    if c["id"] in ids:
+      raise bad(f"category id {c['id']} appears twice")
+    ids.add(c["id"])
+  if not ids:
+    raise bad("'categories' is empty")
+  return meta
+
+
+def _bad_annotation(a: Any) -> str | None:
+  """Why one annotation entry cannot be used, or None."""
+  if not (isinstance(a, dict) and _is_int(a.get("image_id")) and isinstance(a.get("file_name"), str)
+          and a["file_name"]):
+    return f"annotation without an integer 'image_id' and a 'file_name': {str(a)[:120]}"
+  segments = a.get("segments_info", [])
+  if not isinstance(segments, list):
+    return f"annotation of image {a['image_id']}: 'segments_info' is not a list"
+  for s in segments:
+    if not (isinstance(s, dict) and _is_int(s.get("id")) and _is_int(s.get("category_id"))):
+      return f"annotation of image {a['image_id']}: segment {str(s)[:80]} lacks integer 'id'/'category_id'"
+    if not 0 < s["id"] < 256 ** 3:  # the PNG holds 24-bit ids; 0 is 'unlabeled'
+      return f"annotation of image {a['image_id']}: segment id {s['id']} cannot occur in a panoptic PNG"
+  return None
+
+
 class CocoPanopticDir(records.Source):
   """``<root>/<split>/*.jpg``, ``<root>/annotations/panoptic_<split>.json`` and ``.../panoptic_<split>/*.png``."""
   has_labels = True
@@ -112,8 +164,7 @@ class CocoPanopticDir(records.Source):
                                      "COCO panoptic annotations", hint)
     self.png_dir = records.require_dir(root / "annotations" / f"panoptic_{split}",
                                        "COCO panoptic PNGs", hint)
-    with open(json_path) as f:
-      meta = json.load(f)
+    meta = read_annotations(json_path)
     categories = sorted(meta["categories"], key=lambda c: c["id"])
     table = train_id_table([bool(c.get("isthing", 0)) for c in categories], things_only)
     self.train_id = {c["id"]: int(table[k]) for k, c in enumerate(categories)}
@@ -126,10 +177,24 @@ class CocoPanopticDir(records.Source):
                        f"skipped: {list(self.skipped.items())[:3]})")
 
   def _index(self, meta: dict[str, Any]) -> list[tuple[str, Path, Path, np.ndarray, np.ndarray]]:
-    by_image = {a["image_id"]: a for a in meta.get("annotations", [])}
+    by_image = {}
+    for k, a in enumerate(meta["annotations"]):
+      why = _bad_annotation(a)
+      if why:
+        self.note_skip(f"annotations[{k}]", why)
+      else:
+        by_image[a["image_id"]] = a
+    images = []
+    for k, image in enumerate(meta["images"]):
+      if not (isinstance(image, dict) and _is_int(image.get("id"))
+              and isinstance(image.get("file_name"), str) and image["file_name"]):
+        self.note_skip(f"images[{k}]", f"image entry without an integer 'id' and a 'file_name': "
+                                       f"{str(image)[:120]}")
+      else:
+        images.append(image)
     out = []
-    for image in sorted(meta.get("images", []), key=lambda im: im["id"]):
-      rid = Path(str(image["file_name"])).stem
+    for image in sorted(images, key=lambda im: im["id"]):
+      rid = Path(image["file_name"]).stem
       ann = by_image.get(image["id"])
       if ann is None:
         self.note_skip(rid, "image has no panoptic annotation")

@@ -5,7 +5,8 @@ Fields read (default): ``source`` ('quickstart'), ``data_dir`` (None), ``voc_dir
 ``coco_train_split``/``coco_eval_split`` ('train2017'/'val2017'; 'val2017' for both under
 'samples', which ships val images only), ``voc_train_split``/``voc_eval_split`` ('train'/'val'),
 ``on_label_size_mismatch`` ('skip'; TFDS only), ``quickstart_image_size`` (96),
-``quickstart_train_examples`` (512), ``quickstart_eval_examples`` (64), ``seed`` (0).
+``quickstart_train_examples`` (512), ``quickstart_eval_examples`` (64), ``seed`` (0),
+``strict`` (False: bad records are counted skips).
 
 ``data_dir`` mirrors shared/data: ``VOCdevkit/`` or ``voc_samples/VOCdevkit/``, ``coco/`` or
 ``coco_samples/``, ``styles/``. Content images (colorize_coco, style_*) come from ``image_dir``
@@ -91,7 +92,22 @@ def _data_kind(task_id: str) -> str:
 
 
 def make_source(task_id: str, split: str, config: Any) -> records.Source:
-  """A random-access source for ``task_id`` ('train' or 'eval' split); see the module docstring."""
+  """A random-access source for ``task_id`` ('train' or 'eval' split); see the module docstring.
+
+  ``config.data.strict``: a record that would be skipped is an error instead (``BadRecord``),
+  at indexing time here or when it is read.
+  """
+  source = _make(task_id, split, config)
+  if _get(_get(config, "data"), "strict", False):
+    source.strict = True
+    if source.skipped:
+      raise records.BadRecord(
+          f"{type(source).__name__} ({split}): {len(source.skipped)} records cannot be used and "
+          f"config.data.strict is set; e.g. {list(source.skipped.items())[:3]}")
+  return source
+
+
+def _make(task_id: str, split: str, config: Any) -> records.Source:
   if split not in ("train", "eval"):
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
   data = _get(config, "data")

@@ -48,13 +48,25 @@ def _read(source: Sequence, index: int, failed: set[int] | None = None,
           n: int = 0) -> dict[str, Any] | None:
   try:
     return source[index]
+  except records.BadRecord:  # strict mode: the run stops here
+    raise
   except records.SkipRecord as e:
-    if failed is not None:
-      failed.add(index)
-      if len(failed) >= n:  # an endless loop over nothing but bad records would hang
-        raise RuntimeError(f"every record of this {type(source).__name__} was skipped, "
-                           f"last: {e}") from None
-    return None
+    reason = str(e)
+  except Exception as e:  # noqa: BLE001  an unforeseen bad file costs one record, not the run
+    if getattr(source, "strict", False):
+      raise
+    reason = f"unexpected {type(e).__name__}: {e}"
+    note = getattr(source, "note_skip", None)
+    if note is not None:
+      note(f"#{index}", reason)
+    else:
+      records.log.warning("%s: skipping record #%d: %s", type(source).__name__, index, reason)
+  if failed is not None:
+    failed.add(index)
+    if len(failed) >= n:  # an endless loop over nothing but bad records would hang
+      raise RuntimeError(f"every record of this {type(source).__name__} was skipped, "
+                         f"last: {reason}") from None
+  return None
 
 
 def _row(example: dict[str, np.ndarray], labels: bool, valid: bool) -> dict[str, np.ndarray]:

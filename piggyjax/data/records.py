@@ -24,11 +24,16 @@ class SkipRecord(Exception):
   """
 
 
+class BadRecord(ValueError):
+  """What a skip becomes under ``strict`` (``config.data.strict``): the run stops on it."""
+
+
 class Source:
   """Random-access base: ``len``, ``src[i] -> dict``, and an inspectable record of skips."""
   has_labels: bool = False
   num_classes: int | None = None
   class_names: tuple[str, ...] = ()
+  strict: bool = False  # raise BadRecord instead of skipping (set by make_source from config)
 
   def __init__(self) -> None:
     # record id -> reason. A dict, not a counter, so re-reading a bad record every epoch counts once.
@@ -51,6 +56,9 @@ class Source:
                   reason, count)
 
   def skip(self, record_id: str, reason: str) -> NoReturn:
+    if self.strict:
+      raise BadRecord(f"{type(self).__name__}: record {record_id}: {reason} (config.data.strict "
+                      "is set; unset it to skip such records and count them)")
     self.note_skip(record_id, reason)
     raise SkipRecord(f"{record_id}: {reason}")
 
@@ -113,14 +121,27 @@ def to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def open_image(path: Path, source: Source, record_id: str) -> Image.Image:
-  """Open and fully decode, so a truncated file fails here (as a counted skip), not later."""
+  """Open and fully decode, so a truncated file fails here (as a counted skip), not later.
+
+  The size is checked from the header before any pixel is decoded: no pixels, or more than
+  PIL's ``Image.MAX_IMAGE_PIXELS`` (where PIL itself only warns, up to twice that), is a skip.
+  """
   try:
     with Image.open(path) as img:
+      w, h = img.size
+      limit = Image.MAX_IMAGE_PIXELS
+      if w < 1 or h < 1:
+        source.skip(record_id, f"{path} is {w}x{h}: no pixels")
+      if limit and w * h > limit:
+        source.skip(record_id, f"{path} is {w}x{h}, over Image.MAX_IMAGE_PIXELS={limit} "
+                               "(a decompression bomb?); raise that limit if it is a real image")
       img.load()  # the pixels stay usable after the file is closed
     return img
   except FileNotFoundError:
     source.skip(record_id, f"file missing: {path}")
-  except DECODE_ERRORS as e:
+  except (SkipRecord, BadRecord):
+    raise
+  except Exception as e:  # noqa: BLE001  a decoder fed hostile bytes can raise almost anything
     source.skip(record_id, f"cannot decode {path} ({type(e).__name__}: {e})")
 
 
@@ -128,9 +149,12 @@ def read_rgb(path: Path, source: Source, record_id: str, exif: bool = False) -> 
   """uint8 HxWx3. ``exif`` applies the camera orientation: only for unlabelled images, because
   COCO/VOC masks are drawn on the stored pixel grid."""
   img = open_image(path, source, record_id)
-  if exif:
-    img = ImageOps.exif_transpose(img)
-  return to_rgb(img)
+  try:
+    if exif:
+      img = ImageOps.exif_transpose(img)
+    return to_rgb(img)
+  except Exception as e:  # noqa: BLE001  an odd mode or a corrupt EXIF block: the file is bad
+    source.skip(record_id, f"cannot convert {path} (mode {img.mode}) to RGB ({type(e).__name__}: {e})")
 
 
 def image_files(root: Path, extensions: frozenset[str]) -> list[Path]:

@@ -41,9 +41,15 @@ def train_view(h: int, w: int, size: int, rng: np.random.Generator,
 def _apply(array: np.ndarray, view: View, size: int, resample: int) -> np.ndarray:
   h, w = array.shape[:2]
   rh, rw = resized_shape(h, w, view.shorter)
-  if (rh, rw) != (h, w):
-    array = np.asarray(Image.fromarray(array).resize((rw, rh), resample))
-  out = array[view.top:view.top + size, view.left:view.left + size]
+  if (rh, rw) == (h, w):
+    out = array[view.top:view.top + size, view.left:view.left + size]
+  else:
+    # Resize only the crop window (PIL's box, in source pixels): resize-then-crop up to
+    # rounding, without ever building the whole resized image, which for a legal 1 x 10^6
+    # PNG would be 32 x 3.2*10^7 pixels.
+    sy, sx = h / rh, w / rw
+    box = (view.left * sx, view.top * sy, (view.left + size) * sx, (view.top + size) * sy)
+    out = np.asarray(Image.fromarray(array).resize((size, size), resample, box=box))
   return out[:, ::-1] if view.flip else out
 
 

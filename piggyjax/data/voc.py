@@ -96,7 +96,7 @@ class VocSegmentation(records.Source):
     if mask.mode not in ("P", "L") and not mask.mode.startswith("I"):
       self.skip(rid, f"mask mode {mask.mode} is not a class-index image")
     label = np.asarray(mask)
-    bad = np.unique(label[(label >= len(VOC_CLASSES)) & (label != VOID)])
+    bad = np.unique(label[((label < 0) | (label >= len(VOC_CLASSES))) & (label != VOID)])
     if bad.size:
       self.skip(rid, f"mask values {bad[:5].tolist()} are neither classes 0..20 nor void 255")
     return label.astype(np.uint8)
