@@ -56,8 +56,10 @@ def merge(*trees: dict) -> dict:
 @dataclasses.dataclass(frozen=True)
 class Strategy:
   name: str
-  # Does BatchNorm run in training mode (batch statistics, running averages updated)?
-  norms_train: bool = True
+  # Which BatchNorms run in training mode (batch statistics, running averages updated):
+  # True = all, "decoder" = the decoder's only (the frozen encoder keeps its base statistics,
+  # so it computes at training time exactly what it computes at evaluation), False = none.
+  norms_train: bool | str = True
   # Which batch_stats paths the task owns (the others are restored from the base after a step).
   owns_stats: Callable = lambda path: True
 
@@ -105,7 +107,7 @@ def get(name: str, config=None) -> Strategy:
   if name == "piggyback":
     return Piggyback("piggyback", norms_train=per_task)
   if name == "decoder":
-    return Decoder("decoder", norms_train=True, owns_stats=_is_decoder_stats)
+    return Decoder("decoder", norms_train="decoder", owns_stats=_is_decoder_stats)
   if name in ("scratch", "finetune", "base"):
     return Strategy(name)
   raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(NAMES)}")

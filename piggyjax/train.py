@@ -155,7 +155,8 @@ class Runner:
     def loss_fn(trainable):
       v = self.variables(frozen, trainable, state.batch_stats)
       if norms_train:
-        out, upd = self.model.apply(v, x, self.task_id, True, mutable=["batch_stats"])
+        out, upd = self.model.apply(v, x, self.task_id, self.strategy.norms_train,
+                                    mutable=["batch_stats"])
         stats = upd["batch_stats"]
       else:
         out, stats = self.model.apply(v, x, self.task_id, False), state.batch_stats

@@ -54,3 +54,16 @@ def test_clear_errors():
     unet.UNet(cfg, (("a", 3),)).apply(v, jnp.ones((1, 18, 18, 3)), "a")
   with pytest.raises(ValueError, match="no head 'b'"):
     unet.UNet(cfg, (("a", 3),)).apply(v, jnp.ones((1, 16, 16, 3)), "b")
+
+
+def test_decoder_only_norm_training_leaves_encoder_stats():
+  cfg = unet.preset("tiny")
+  v = unet.init(cfg, (("a", 3),), 0, 16)
+  x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3)) * 3 + 1
+  _, upd = unet.UNet(cfg, (("a", 3),)).apply(v, x, "a", "decoder", mutable=["batch_stats"])
+  old, new = v["batch_stats"]["backbone"], upd["batch_stats"]["backbone"]
+  for name in ("enc_0", "enc_1", "mid"):
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(old[name]),
+                                                    jax.tree.leaves(new[name])))
+  assert not np.array_equal(old["dec_0"]["Norm_0"]["BatchNorm_0"]["mean"],
+                            new["dec_0"]["Norm_0"]["BatchNorm_0"]["mean"])

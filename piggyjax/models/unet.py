@@ -93,23 +93,25 @@ class UpConv2x2(nn.Module):
 
 
 class Backbone(nn.Module):
+  """``train``: True, False, or "decoder" (only the decoder's norms use batch statistics)."""
   config: UNetConfig
 
   @nn.compact
-  def __call__(self, x_BHWC, train: bool = False):
+  def __call__(self, x_BHWC, train: bool | str = False):
     cfg = self.config
     widths = cfg.widths
     x = x_BHWC.astype(cfg.dtype)
+    encoder_train, decoder_train = train is True, bool(train)
     skips = []
     for i in range(cfg.depth):
-      x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"enc_{i}")(x, train)
+      x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"enc_{i}")(x, encoder_train)
       skips.append(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = DoubleConv(widths[cfg.depth], cfg.norm, cfg.dtype, name="mid")(x, train)
+    x = DoubleConv(widths[cfg.depth], cfg.norm, cfg.dtype, name="mid")(x, encoder_train)
     for i in reversed(range(cfg.depth)):
       x = UpConv2x2(widths[i], cfg.dtype, name=f"up_{i}")(x)
       x = jnp.concatenate([x, skips[i]], axis=-1)
-      x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"dec_{i}")(x, train)
+      x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"dec_{i}")(x, decoder_train)
     return x
 
 
@@ -119,7 +121,7 @@ class UNet(nn.Module):
   heads: Sequence[tuple[str, int]]
 
   @nn.compact
-  def __call__(self, x_BHWC, task: str | None = None, train: bool = False):
+  def __call__(self, x_BHWC, task: str | None = None, train: bool | str = False):
     h, w = x_BHWC.shape[1:3]
     if h % 2**self.config.depth or w % 2**self.config.depth:
       raise ValueError(f"image size {h}x{w} must be divisible by 2**depth = "
