@@ -72,11 +72,17 @@ def read_image(path: str, flag: str = "--input") -> np.ndarray:
     raise UsageError(f"{flag} is required: an image file (JPEG or PNG)")
   try:
     with Image.open(path) as im:
+      if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+        raise UsageError(f"{flag}={path} is {im.width}x{im.height}, over PIL's "
+                         f"Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS}); pass a smaller image")
       im.load()
       return np.asarray(im.convert("RGB"))
   except FileNotFoundError:
     raise UsageError(f"{flag}={path} does not exist") from None
-  except (UnidentifiedImageError, OSError) as err:
+  except UsageError:
+    raise
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+          Image.DecompressionBombError) as err:  # what PIL raises for damaged or hostile files
     raise UsageError(f"{flag}={path} is not a readable image ({err}); pass a JPEG or PNG") from None
 
 

@@ -420,3 +420,16 @@ def test_strict_mode_stops_on_the_first_bad_record(tmp_path):
   with pytest.raises(ZeroDivisionError):
     list(data.batches(flaky, batch_size=4, image_size=8, train=False, seed=0, shard_index=0,
                       shard_count=1))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_apply_input_images_are_checked_too(tmp_path):
+  """--mode=apply reads user files through cli.read_image: a clear usage error for each bad one."""
+  from piggyjax import cli
+  bad = {k: v for k, v in IMAGE_CASES.items() if v[1] != "decoded"}
+  bad["PNG 10000x10000 header (PIL only warns)"] = (png(10_000, 10_000), "MAX_IMAGE_PIXELS")
+  for name, (blob, _) in bad.items():
+    path = tmp_path / "in.png"
+    path.write_bytes(blob)
+    with pytest.raises(cli.UsageError, match=r"--input=.*(not a readable image|MAX_IMAGE_PIXELS)"):
+      cli.read_image(str(path))
