@@ -33,9 +33,11 @@ def _outputs(bank_path, task, config):
   return np.asarray(ev.predict(ev.put(Bank.open(bank_path).load(task)), ev.put(batch)))
 
 
-@pytest.mark.parametrize("strategy", ["piggyback", "decoder", "scratch", "finetune"])
+@pytest.mark.parametrize("strategy", ["piggyback", "piggyback/per_task", "decoder", "scratch",
+                                      "finetune"])
 def test_old_task_outputs_after_learning_a_new_one(base_bank, tmp_path, strategy):
-  config = make_tiny_config()
+  strategy, _, norm = strategy.partition("/")
+  config = make_tiny_config(**{"mask.norm": norm or "frozen"})
   bank_path = tmp_path / "bank"
   shutil.copytree(base_bank, bank_path)
   before = _outputs(bank_path, A, config)
@@ -47,6 +49,9 @@ def test_old_task_outputs_after_learning_a_new_one(base_bank, tmp_path, strategy
   else:
     assert before.tobytes() == after.tobytes()
   assert np.isfinite(_outputs(bank_path, B, config)).all()
+  arrays, _, _ = Bank.open(bank_path).load_payload(B)
+  if strategy == "piggyback":  # per-task norms are stored with the task, frozen ones are not
+    assert ("batch_stats" in arrays) == (norm == "per_task")
 
 
 def test_piggyback_mask_size_on_disk_and_periodic_eval(base_bank, tmp_path):
