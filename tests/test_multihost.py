@@ -44,10 +44,10 @@ def _make_bank(path: Path) -> None:
 
 
 def _launch(run: Path, out: Path, env: dict, umask: int) -> subprocess.Popen:
-  log = open(out.with_suffix(".log"), "w")
-  return subprocess.Popen([sys.executable, str(WORKER), str(run / "bank"), str(run / "work"),
-                           str(out)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                          umask=umask)
+  with open(out.with_suffix(".log"), "w") as log:  # the child keeps its own descriptor
+    return subprocess.Popen([sys.executable, str(WORKER), str(run / "bank"), str(run / "work"),
+                             str(out)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            umask=umask)
 
 
 def _last_state(workdir: Path, like: dict | None = None) -> dict:
