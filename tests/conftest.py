@@ -29,5 +29,14 @@ def make_tiny_config(**overrides):
 
 
 @pytest.fixture
+def shared_data():
+  """The real samples: a missing ../shared/data is a failure, never a skip."""
+  if not SHARED_DATA.is_dir():
+    pytest.fail(f"{SHARED_DATA} is missing: the tests read the sample data in ../shared/data "
+                "beside the checkout (VOC, COCO panoptic, the paintings)")
+  return SHARED_DATA
+
+
+@pytest.fixture
 def tiny_config():
   return make_tiny_config

@@ -1,6 +1,6 @@
 """The grain pipeline: alignment of image and label under augmentation, seeds, shards, padding.
 
-The alignment tests read a real VOC pair from ../shared/data (/work/shared/data) and skip without it.
+The alignment tests read a real VOC pair from ../shared/data (/work/shared/data) and fail without it.
 """
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from piggyjax.data import SkipRecord, Source, transforms, voc
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOC = SHARED / "voc_samples" / "VOCdevkit"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
+needs_shared = pytest.mark.usefixtures("shared_data")
 
 
 class Counting(Source):

@@ -1,6 +1,6 @@
 """Sources on real data: ../shared/data (VOC and COCO samples, the two paintings), and quickstart.
 
-The shared-data tests read /work/shared/data, located as ``<repo>/../shared/data``; they skip
+The shared-data tests read /work/shared/data, located as ``<repo>/../shared/data``; they fail
 when that folder is absent (a clone outside this workspace).
 """
 import json
@@ -17,7 +17,7 @@ from piggyjax.data import coco, quickstart, styles
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOC = SHARED / "voc_samples" / "VOCdevkit"
 COCO = SHARED / "coco_samples"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
+needs_shared = pytest.mark.usefixtures("shared_data")
 
 
 def config(**fields):

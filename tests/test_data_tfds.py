@@ -1,13 +1,13 @@
 """COCO panoptic through ``tfds.data_source`` under ``tfds.testing.mock_data`` (no download).
 
-TFDS's coco builder imports TensorFlow, so these tests skip when it is not installed.
+TFDS's coco builder imports TensorFlow, so the test extra installs tensorflow-cpu.
 """
 import ml_collections
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow  # noqa: F401  (the test extra installs tensorflow-cpu)
+import tensorflow_datasets as tfds
 
 from piggyjax import data  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Real photos: the VOC samples under ../shared/data relative to the repository, i.e.
 ``Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'voc_samples/VOCdevkit/VOC2012/
-JPEGImages/*.jpg``; the tests skip when that directory is missing.
+JPEGImages/*.jpg``; the tests fail when that directory is missing.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def photos(n: int = 3, size: tuple[int, int] = (80, 64)) -> np.ndarray:
   """n real photos, centre-cropped to H x W = size (no resampling: real JPEG statistics)."""
   files = sorted(JPEGS.glob("*.jpg"))[:n]
   if len(files) < n:
-    pytest.skip(f"needs {n} sample photos under {JPEGS}")
+    pytest.fail(f"needs {n} sample photos under {JPEGS}" + "; the sample data ../shared/data must sit beside the checkout (CI has it there)")
   out = []
   for f in files:
     im = np.asarray(Image.open(f).convert("RGB"))

@@ -2,7 +2,7 @@
 
 Photos and paintings come from ../shared/data relative to the repository
 (``Path(__file__).resolve().parents[2] / 'shared' / 'data'``), read with PIL here; tests
-that need them skip when it is missing.
+that need them fail when it is missing.
 """
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ JPEGS = DATA / "voc_samples" / "VOCdevkit" / "VOC2012" / "JPEGImages"
 def painting(name: str = "starry_night") -> np.ndarray:
   path = STYLES / f"{name}.jpg"
   if not path.exists():
-    pytest.skip(f"missing {path}")
+    pytest.fail(f"missing {path}" + "; the sample data ../shared/data must sit beside the checkout (CI has it there)")
   return np.asarray(Image.open(path).convert("RGB"))
 
 
 def photos(n: int = 2, size: int = 32) -> np.ndarray:
   files = sorted(JPEGS.glob("*.jpg"))[:n]
   if len(files) < n:
-    pytest.skip(f"needs {n} photos under {JPEGS}")
+    pytest.fail(f"needs {n} photos under {JPEGS}" + "; the sample data ../shared/data must sit beside the checkout (CI has it there)")
   return np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in files])
 
 

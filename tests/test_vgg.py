@@ -1,7 +1,7 @@
 """VGG-16 features and the restricted checkpoint reader.
 
 Real photos come from ../shared/data relative to the repository
-(``Path(__file__).resolve().parents[2] / 'shared' / 'data'``); tests needing them skip without it.
+(``Path(__file__).resolve().parents[2] / 'shared' / 'data'``); tests needing them fail without it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def params():
 def photo(size: int = 64) -> np.ndarray:
   files = sorted(JPEGS.glob("*.jpg"))
   if not files:
-    pytest.skip(f"no sample photos under {JPEGS}")
+    pytest.fail(f"no sample photos under {JPEGS}" + "; the sample data ../shared/data must sit beside the checkout (CI has it there)")
   return np.asarray(Image.open(files[0]).convert("RGB").resize((size, size), Image.BILINEAR))
 
 

@@ -1,0 +1,115 @@
+"""The benchmark end to end on the tiny U-Net: every figure present and sane (never a timing
+threshold: numbers on a shared machine are reported, not asserted)."""
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import benchmark as bench_config
+from piggyjax import bench_bank, bench_report, benchmark, masks
+from piggyjax.bank import Bank
+from piggyjax.models import unet
+
+
+def _positive_timing(row):
+  assert row["median_ms"] > 0 and row["min_ms"] > 0 and row["min_ms"] <= row["median_ms"]
+  assert all(t > 0 for t in row["times_ms"])
+
+
+@pytest.fixture(scope="module")
+def tiny_bank(tmp_path_factory):
+  """A bank with one piggyback task whose mask is mostly ones, like a short Piggyback run."""
+  cfg = unet.preset("tiny")
+  v = jax.tree.map(np.asarray, unet.init(cfg, (("seg_voc", 21),), 0, 16))
+  base = {"params": {"backbone": v["params"]["backbone"]}, "batch_stats": v["batch_stats"]}
+  bank = Bank.create(tmp_path_factory.mktemp("b") / "bank", base,
+                     {"widths": list(cfg.widths), "norm": cfg.norm})
+  bank.add("seg_coco", "base", {"params": {"head_seg_voc": v["params"]["head_seg_voc"]}})
+  mask = benchmark.random_masks(base["params"], 0.97, seed=3)
+  bank.add("seg_voc", "piggyback", {"params": {"head_seg_voc": v["params"]["head_seg_voc"]}},
+           mask, {"metrics": {}})
+  return bank.root
+
+
+@pytest.fixture(scope="module")
+def result(tiny_bank, tmp_path_factory):
+  c = bench_config.get_config()
+  c.model.preset, c.image_size, c.batch_size = "tiny", 32, 4
+  c.bench.update({"steps": 2, "warmup": 1, "inference_steps": 2, "strategies": "finetune,piggyback",
+                  "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2})
+  r = benchmark.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
+  return json.loads(json.dumps(r))   # what the JSON file holds
+
+
+def test_train_step_figures(result):
+  ts = result["train_step"]
+  assert set(ts["strategies"]) == {"finetune", "piggyback"}
+  for row in ts["strategies"].values():
+    _positive_timing(row)
+    assert len(row["times_ms"]) == 2
+    assert row["first_call_s"] > 0 and row["compile_s"] >= 0
+    assert row["compiled_programs"] == 1          # no recompilation inside the timed loop
+    assert math.isfinite(row["loss_first"]) and math.isfinite(row["loss_last"])
+  r = ts["ratios"]["piggyback/finetune"]
+  assert all(v > 0 for v in r.values())
+  assert ts["masked_weights"] == masks.count(masks.init_scores(
+      unet.init(unet.preset("tiny"), (("seg_voc", 21),), 0, 16)["params"]))
+
+
+def test_inference_and_switch_figures(result):
+  inf = result["inference"]
+  for k in ("on_the_fly", "materialised"):
+    _positive_timing(inf[k])
+    assert inf[k]["images_per_s"] > 0
+  sw = result["task_switch"]
+  assert sw["preset"] == "tiny" and sw["backbone_params"] > 0
+  for k in ("from_disk_to_first_output", "in_memory_to_weights_ready", "in_memory_to_first_output"):
+    _positive_timing(sw[k])
+  assert set(sw["from_disk_parts"]) == {"load_payload", "assemble", "first_output"}
+  sizes = sw["bytes_per_task"]
+  assert set(sizes) == {"scratch", "finetune", "decoder", "piggyback"}
+  # Piggyback stores a mask and a head: far less than a whole network.
+  assert 0 < sizes["piggyback"]["bytes"] < sizes["decoder"]["bytes"] < sizes["scratch"]["bytes"]
+  assert 0 < sizes["piggyback"]["bits_per_weight"] <= 1.01
+  m = sw["masks"]["task_a"]
+  assert 0 < m["entropy_bound"] <= 1 and 0 < m["bits_per_weight"] <= m["packed_bits_per_weight"]
+
+
+def test_storage_figures(result):
+  st = result["storage"]
+  row = st["tasks"]["seg_voc"]
+  assert row["strategy"] == "piggyback" and row["bytes_on_disk"] > 0
+  assert 0 < row["bits_per_weight"] < 1           # a 97%-dense mask compresses below a bit
+  assert 0 <= row["entropy_bound"] <= 1
+  assert 0.9 < row["density"] < 1
+  assert sum(ly["weights"] for ly in row["layers"]) == row["masked_weights"]
+  for ly in row["layers"]:
+    assert ly["codec"] in ("zstd", "packbits") and ly["bits_per_weight"] > 0
+    assert 0 <= ly["entropy_bound"] <= 1
+  assert "bits_per_weight" not in st["tasks"]["seg_coco"]
+
+
+def test_machine_memory_and_markdown(result):
+  assert result["peak_host_memory_mb"] > 0
+  assert result["machine"]["cpu_count"] >= 1 and result["machine"]["jax"]
+  md = bench_report.markdown(result)
+  for heading in ("## Train step", "## Inference", "## Task switch", "## Mask storage"):
+    assert heading in md
+  assert "piggyback/finetune" in md
+
+
+def test_entropy_bits():
+  assert bench_bank.entropy_bits(0.5) == pytest.approx(1.0)
+  assert bench_bank.entropy_bits(0.0) == 0 and bench_bank.entropy_bits(1.0) == 0
+  assert bench_bank.entropy_bits(0.9) == pytest.approx(0.4690, abs=1e-4)
+
+
+def test_settings_reject_unknown_fields():
+  c = bench_config.get_config()
+  c.bench.steps = 3
+  assert benchmark.settings(c)["steps"] == 3
+  c.bench.nonsense = 1
+  with pytest.raises(ValueError, match="nonsense"):
+    benchmark.settings(c)
