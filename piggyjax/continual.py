@@ -126,8 +126,22 @@ def grids(config, task_ids, strats, workdir, fig_batches) -> dict:
       y = sharding.to_host(ev.predict(ev.put(Bank.open(workdir / f"bank_{s}").load(t)),
                                       ev.put(batch)))
       per[s] = np.stack([task.to_image(y[k], batch["image"][k]) for k in range(len(y))])
-    out[t] = {"inputs": batch["image"], "outputs": per}
+    out[t] = {"inputs": batch["image"], "outputs": per, **_inputs_and_targets(task, batch)}
   return out
+
+
+def _inputs_and_targets(task, batch) -> dict:
+  """What the network saw, and the ground truth as a picture, for the comparison grids."""
+  if task.kind == "colorization":  # the input is the gray image; the photo is the target
+    gray = np.asarray(task.model_input(batch))[..., :1]  # lightness in [0, 1]
+    gray = np.clip(gray * 255, 0, 255).astype(np.uint8)
+    return {"inputs": np.repeat(gray, 3, axis=-1), "targets": batch["image"]}
+  if task.kind == "segmentation":
+    onehot = np.eye(task.head_channels, dtype=np.float32)[np.minimum(batch["label"],
+                                                                     task.head_channels - 1)]
+    onehot[batch["label"] == 255] = 0  # void shows as class 0's colour
+    return {"targets": np.stack([task.to_image(o, i) for o, i in zip(onehot, batch["image"])])}
+  return {}
 
 
 def run(config, workdir: Path) -> dict:
