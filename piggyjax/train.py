@@ -36,6 +36,16 @@ def model_config(config) -> unet.UNetConfig:
   return unet.preset(config.model.preset, norm=config.model.norm, dtype=dtype)
 
 
+def compiler_options() -> dict:
+  """XLA options for the train step on this backend (docs/BENCHMARKS.md has the measurements)."""
+  if jax.default_backend() != "cpu":
+    return {}
+  # XLA:CPU hands convolutions to YNNPACK by default, whose weight-gradient convolutions (a
+  # window as large as the image) ran 2-3x slower than Eigen's at U-Net shapes. Keep YNNPACK
+  # for the dots only.
+  return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
 def arch(config) -> dict:
   cfg = model_config(config)
   return {"widths": list(cfg.widths), "norm": cfg.norm}
@@ -139,7 +149,8 @@ class Runner:
                                  opt_state=self.tx.init(trainable),
                                  batch_stats=self.base_stats)
     rep = sharding.replicated(self.mesh)
-    self.train_step = jax.jit(self._train_step, donate_argnums=(0,), out_shardings=(rep, rep))
+    self.train_step = jax.jit(self._train_step, donate_argnums=(0,), out_shardings=(rep, rep),
+                              compiler_options=compiler_options())
 
   def variables(self, frozen, trainable, batch_stats) -> dict:
     out = {"params": self.strategy.assemble(frozen, trainable, self.threshold)}

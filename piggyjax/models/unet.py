@@ -73,6 +73,16 @@ class DoubleConv(nn.Module):
     return x
 
 
+def max_pool_2x2(x_BHWC):
+  """``nn.max_pool(x, (2, 2), strides=(2, 2))`` on even sizes, as a reshape and a max.
+
+  XLA:CPU lowers the gradient of ``reduce_window`` max to an iota, a select-and-scatter and a
+  scatter; the gradient of this form is a compare and a select that fuse with their neighbours.
+  """
+  b, h, w, c = x_BHWC.shape
+  return jnp.max(x_BHWC.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
 class UpConv2x2(nn.Module):
   """2x2 stride-2 transposed convolution written as a per-pixel matmul + depth-to-space.
 
@@ -106,7 +116,7 @@ class Backbone(nn.Module):
     for i in range(cfg.depth):
       x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"enc_{i}")(x, encoder_train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
     x = DoubleConv(widths[cfg.depth], cfg.norm, cfg.dtype, name="mid")(x, encoder_train)
     for i in reversed(range(cfg.depth)):
       x = UpConv2x2(widths[i], cfg.dtype, name=f"up_{i}")(x)
