@@ -1,0 +1,25 @@
+"""The benchmark's setting: U-Net base 32, depth 4 (`small`), 64x64, batch 8, seg_voc's 21 classes.
+
+  python experiments/benchmark.py --config=experiments/configs/benchmark.py \
+      --json=runs/bench.json --md=runs/bench.md --peer
+
+Override any field, e.g. --config.model.preset=tiny --config.image_size=32 --config.bench.steps=2.
+"""
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config():
+  c = common.base_config()
+  c.model.preset = "small"
+  c.image_size = 64
+  c.batch_size = 8
+  # Fields and defaults: piggyjax.benchmark.DEFAULTS.
+  c.bench = ml_collections.ConfigDict({
+      "task": "seg_voc", "strategies": "scratch,finetune,decoder,piggyback",
+      "steps": 10, "warmup": 2, "inference_steps": 10, "mask_density": 0.9,
+      "switch_preset": "paper", "switch_image_size": 64, "switch_repeats": 5,
+      "storage_preset": "tiny", "storage_image_size": 32, "storage_steps": 100,
+      "peer_threads": 0})
+  return c
