@@ -35,7 +35,7 @@ import numpy as np
 import zstandard
 from flax import traverse_util
 
-from piggyjax import masks, strategies
+from piggyjax import maskcode, masks, strategies
 
 FORMAT = 2  # 1: no checksums over bank.json and meta.json
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -199,16 +199,21 @@ def decode_arrays(data: bytes, index: list[dict], where: str) -> dict:
 
 
 def encode_mask(mask: dict) -> tuple[bytes, list[dict]]:
-  """Per layer the smaller of the packed bits and zstd over them (decided per layer)."""
+  """Per layer the smallest of the packed bits, zstd over them and Golomb-Rice coded gaps
+  between the minority bits (``maskcode``: within a few % of H(density) on learned masks)."""
   packed, shapes = masks.pack(mask)
+  flat = {masks.path_str(p): m for p, m in traverse_util.flatten_dict(mask).items()}
   cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
   chunks, index, offset = [], [], 0
   for key in sorted(packed):
     raw = packed[key]
     z = cctx.compress(raw)
-    codec, data = ("zstd", z) if len(z) < len(raw) else ("packbits", raw)
+    codec, data, extra = ("zstd", z, {}) if len(z) < len(raw) else ("packbits", raw, {})
+    rice, fields = maskcode.encode(flat[key])
+    if len(rice) < len(data):
+      codec, data, extra = "rice", rice, fields
     index.append({"path": key, "shape": list(shapes[key]), "codec": codec,
-                  "offset": offset, "nbytes": len(data)})
+                  "offset": offset, "nbytes": len(data), **extra})
     chunks.append(data)
     offset += len(data)
   return b"".join(chunks), index
@@ -218,11 +223,21 @@ def decode_mask(data: bytes, index: list[dict], where: str) -> dict:
   if not isinstance(index, list):
     raise BankError(f"{where}: the mask index is not a list; the task is damaged, re-add it")
   dctx = zstandard.ZstdDecompressor()
-  packed, shapes = {}, {}
+  packed, shapes, decoded = {}, {}, {}
   for e in index:
     path, shape, offset, nbytes = _index_entry(e, len(data), where)
     chunk = data[offset:offset + nbytes]
     nbits = math.prod(shape)
+    if e.get("codec") == "rice":
+      if path in decoded:
+        raise BankError(f"{where}: mask {path!r} is listed twice; the task is damaged, re-add it")
+      try:
+        decoded[path] = maskcode.decode(chunk, nbits, *(e.get(f) for f in maskcode.FIELDS))
+      except ValueError as err:
+        raise BankError(f"{where}: mask {path!r} does not decode ({err}); the task is "
+                        "damaged, re-add it") from None
+      decoded[path] = decoded[path].reshape(shape)
+      continue
     if e.get("codec") == "zstd":
       try:  # a frame that claims another size is refused before anything is allocated
         if zstandard.frame_content_size(chunk) not in (-1, (nbits + 7) // 8):
@@ -233,13 +248,15 @@ def decode_mask(data: bytes, index: list[dict], where: str) -> dict:
                         "damaged, re-add it") from None
     elif e.get("codec") != "packbits":
       raise BankError(f"{where}: unknown mask codec {e.get('codec')!r} for {path!r}")
-    if path in packed:
+    if path in packed or path in decoded:
       raise BankError(f"{where}: mask {path!r} is listed twice; the task is damaged, re-add it")
     packed[path], shapes[path] = chunk, shape
   try:
-    return masks.unpack(packed, shapes)
+    out = traverse_util.flatten_dict(masks.unpack(packed, shapes)) if packed else {}
   except (ValueError, TypeError, KeyError) as err:
     raise BankError(f"{where}: {err}") from None
+  out.update({tuple(p.split("/")): m for p, m in decoded.items()})
+  return traverse_util.unflatten_dict(out)
 
 
 # ---- the bank --------------------------------------------------------------------------------

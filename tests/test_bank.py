@@ -68,7 +68,7 @@ def test_sparse_mask_is_entropy_coded(bank):
   rng = np.random.default_rng(1)
   mask = jax.tree.map(lambda s: rng.random(s.shape) < 0.03, masks.init_scores(v["params"]))
   meta = bank.add("c", "piggyback", {"params": {}}, mask)
-  assert any(e["codec"] == "zstd" for e in meta["mask"])
+  assert any(e["codec"] in ("zstd", "rice") for e in meta["mask"])
   assert meta["bits_per_weight"] < 1.0
   _, back, _ = Bank.open(bank.root).load_payload("c")
   _eq(back, mask)
