@@ -86,7 +86,7 @@ def test_storage_figures(result):
   assert 0.9 < row["density"] < 1
   assert sum(ly["weights"] for ly in row["layers"]) == row["masked_weights"]
   for ly in row["layers"]:
-    assert ly["codec"] in ("zstd", "packbits", "rice") and ly["bits_per_weight"] > 0
+    assert ly["codec"] in ("zstd", "packbits", "rice") and ly["bits_per_weight"] >= 0
     assert 0 <= ly["entropy_bound"] <= 1
   assert "bits_per_weight" not in st["tasks"]["seg_coco"]
 
