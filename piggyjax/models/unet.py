@@ -98,8 +98,12 @@ class UpConv2x2(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (2, 2, cin, self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     b, h, w, _ = x_BHWC.shape
-    y = jnp.einsum("bhwc,ijco->bhiwjo", x_BHWC, kernel.astype(self.dtype))
-    return y.reshape(b, 2 * h, 2 * w, self.features) + bias.astype(self.dtype)
+    # One (BHW, C) x (C, 4F) matmul, then depth-to-space: the gradient of this spelling ran
+    # 1.5-2x faster on XLA:CPU than einsum("bhwc,ijco->bhiwjo"), which is the same function.
+    k_CX = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, 4 * self.features)
+    y = (x_BHWC.reshape(-1, cin) @ k_CX.astype(self.dtype)).reshape(b, h, w, 2, 2, self.features)
+    y = jnp.transpose(y, (0, 1, 3, 2, 4, 5)).reshape(b, 2 * h, 2 * w, self.features)
+    return y + bias.astype(self.dtype)
 
 
 class Backbone(nn.Module):
