@@ -9,9 +9,10 @@
                               them, or a Golomb-Rice code of the gaps (piggyjax/maskcode.py)
 
 Nothing here unpickles: the base goes through Orbax, everything else is JSON plus raw bytes
-described by JSON (the formats are in ``bank_files.py``). Both JSON files carry the sha256 of their own canonical form, and every other
-file is listed with its sha256, so a damaged byte anywhere is an error naming the file. Names read
-back from JSON are plain names: nothing can point outside the bank directory.
+described by JSON (the formats are in ``bank_files.py``). Both JSON files carry the sha256 of
+their own canonical form, and every other file is listed with its sha256, so a damaged byte
+anywhere is an error naming the file. Names read back from JSON are plain names: nothing can
+point outside the bank directory.
 
 A task is written to ``tasks/.partial-<id>-<rand>`` and renamed into place, then ``bank.json`` is
 replaced atomically: killed at any point, the bank reopens with its previous tasks intact; the
