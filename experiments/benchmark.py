@@ -22,11 +22,16 @@ flags.DEFINE_bool("peer", False, "Also time the PyTorch peer (pip install -e .[p
 flags.DEFINE_string("bank", None, "Report mask storage of this bank's piggyback tasks instead "
                     "of training a quickstart-like one.")
 flags.DEFINE_string("workdir", None, "Parent of the temporary directory (default: system tmp).")
+flags.DEFINE_bool("keep_freed_memory", True, "Tune glibc malloc so XLA's per-step temporaries "
+                  "stop page-faulting (piggyjax.hostmem); applies to the peer too.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
+  from piggyjax import hostmem
+  if FLAGS.keep_freed_memory:   # before JAX starts its CPU client
+    hostmem.keep_freed_memory()
   from piggyjax import benchmark, cli
   cli.configure_logging()
   result = benchmark.run(FLAGS.config, peer=FLAGS.peer, bank=FLAGS.bank, workdir=FLAGS.workdir)

@@ -19,7 +19,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from piggyjax import bench_report, masks, sharding, tasks, train
+from piggyjax import bench_report, hostmem, masks, sharding, tasks, train
 from piggyjax.models import unet
 
 DEFAULTS = {
@@ -202,7 +202,8 @@ def machine() -> dict:
           "python": platform.python_version(), "jax": jax.__version__,
           "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
           "device_count": jax.device_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "train_step_compiler_options": train.compiler_options()}
+          "train_step_compiler_options": train.compiler_options(),
+          "malloc_keeps_freed_memory": hostmem.applied}
 
 
 def peak_host_mb() -> float:
