@@ -153,6 +153,7 @@ def storage(config, s: dict, root: Path, bank_path: str | None = None) -> dict:
     c = copy.deepcopy(config)
     c.model.preset = s["storage_preset"]
     c.image_size, c.steps = s["storage_image_size"], s["storage_steps"]
+    c.optim.lr_scores, c.mask.norm = s["storage_lr_scores"], s["storage_norm"]
     c.checkpoint_every = max(c.steps, 1)
     c.eval_batches = 1
     c.data.source = "quickstart"
@@ -160,7 +161,8 @@ def storage(config, s: dict, root: Path, bank_path: str | None = None) -> dict:
     bank = Bank.open(root / "st_bank")
     train.train_task(c, s["task"], "piggyback", root / "st_pb", bank=bank)
     source = (f"trained here: {s['storage_preset']} U-Net, seg_coco base then {s['task']} "
-              f"piggyback, {c.steps} steps each, {c.image_size}x{c.image_size}")
+              f"piggyback, {c.steps} steps each, {c.image_size}x{c.image_size}, scores lr "
+              f"{c.optim.lr_scores}, {c.mask.norm} norms")
   sizes = bank.sizes()
   out = {"source": source, "base_bytes": sizes["base"], "tasks": {}}
   for t in bank.tasks():

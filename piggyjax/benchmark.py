@@ -32,9 +32,12 @@ DEFAULTS = {
     "switch_preset": "paper",          # the U-Net whose task switch is timed
     "switch_image_size": 64,
     "switch_repeats": 5,
-    "storage_preset": "tiny",          # the quickstart-like run whose masks are measured
+    # The quickstart-like run whose masks are measured (experiments/configs/quickstart.py).
+    "storage_preset": "quick",
     "storage_image_size": 32,
-    "storage_steps": 100,              # the quickstart trains 100 steps per task
+    "storage_steps": 120,
+    "storage_lr_scores": 2e-3,
+    "storage_norm": "per_task",
     "peer_threads": 0,                 # torch.set_num_threads; 0 = torch's default
 }
 

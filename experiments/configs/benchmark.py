@@ -20,6 +20,7 @@ def get_config():
       "task": "seg_voc", "strategies": "scratch,finetune,decoder,piggyback",
       "steps": 10, "warmup": 2, "inference_steps": 10, "mask_density": 0.9,
       "switch_preset": "paper", "switch_image_size": 64, "switch_repeats": 5,
-      "storage_preset": "tiny", "storage_image_size": 32, "storage_steps": 100,
+      "storage_preset": "quick", "storage_image_size": 32, "storage_steps": 120,
+      "storage_lr_scores": 2e-3, "storage_norm": "per_task",
       "peer_threads": 0})
   return c
