@@ -121,6 +121,7 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
     extra[name] = (runner, box)
   if peer:
     from piggyjax import peer as torch_peer
+    torch_peer.self_check()
     for name in ("piggyback", "finetune"):
       fn = torch_peer.make_step(cfg.widths, task.head_channels, name, batch,
                                 threads=s["peer_threads"] or None)
@@ -147,10 +148,12 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
   for a, b in pairs:
     if a in times and b in times:
       out["ratios"][f"{a}/{b}"] = ratio(times[a], times[b])
-  if peer:
-    out["peer"] = {**torch_peer.info(),
-                   "masked_weights": torch_peer.masked_weights(timers["peer_piggyback"].model)}
   out["masked_weights"] = masks.count(masks.init_scores(variables["params"]))
+  if peer:
+    n = torch_peer.masked_weights(timers["peer_piggyback"].model)
+    if n != out["masked_weights"]:   # then the peer is not the same network
+      raise RuntimeError(f"the peer masks {n} weights, piggyjax {out['masked_weights']}")
+    out["peer"] = {**torch_peer.info(), "masked_weights": n, "self_check": "passed"}
   return out
 
 

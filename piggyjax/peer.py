@@ -107,6 +107,9 @@ def make(widths, classes, strategy: str, lr_masks=1e-4, lr_head=1e-3, lr=1e-3):
   """(model, optimizer) for ``piggyback`` (masks + head learn) or ``finetune`` (all learns)."""
   model = UNet(widths, classes, piggyback=strategy == "piggyback").train()
   if strategy == "piggyback":
+    for layer in model.modules():   # frozen BatchNorm: no gradients computed for it either
+      if isinstance(layer, nn.BatchNorm2d):
+        layer.requires_grad_(False)
     masks = [p for n, p in model.named_parameters() if n.endswith("mask_real")]
     groups = [{"params": masks, "lr": lr_masks}, {"params": model.head.parameters(), "lr": lr_head}]
   elif strategy == "finetune":
@@ -143,3 +146,28 @@ def info() -> dict:
 
 def masked_weights(model: nn.Module) -> int:
   return int(sum(p.numel() for n, p in model.named_parameters() if n.endswith("mask_real")))
+
+
+def self_check() -> None:
+  """The Piggyback layers behave as the original's: binarise at 5e-3, pass gradients straight
+  through, and at initialisation (every mask_real = 1e-2) run exactly the frozen network."""
+  m = torch.tensor([1e-2, 5e-3, 0.0, -1.0], requires_grad=True)
+  out = Binarizer.apply(m, THRESHOLD)
+  out.backward(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+  if out.tolist() != [1.0, 0.0, 0.0, 0.0] or m.grad.tolist() != [1.0, 2.0, 3.0, 4.0]:
+    raise AssertionError(f"Binarizer: forward {out.tolist()}, gradient {m.grad.tolist()}")
+  torch.manual_seed(0)
+  model, _ = make((4, 8, 16), 3, "piggyback")
+  x = torch.rand(2, 3, 16, 16)
+  with torch.no_grad():
+    masked = model(x)
+    for layer in model.modules():
+      if isinstance(layer, ElementWiseConv2d):
+        layer.masked = False
+    plain = model(x)
+  if not torch.equal(masked, plain):
+    raise AssertionError("a fresh Piggyback peer differs from its frozen network")
+  frozen = [n for n, p in model.named_parameters() if p.requires_grad and "mask_real" not in n
+            and not n.startswith("head.")]
+  if frozen:
+    raise AssertionError(f"peer parameters that should be frozen buffers: {frozen}")
