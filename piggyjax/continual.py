@@ -59,8 +59,15 @@ def _curve(run_dir: Path) -> list[list[float]]:
   return [[r["step"], r["train/loss"]] for r in rows if "train/loss" in r]
 
 
+def task_consts(cache: dict, task_id: str, config):
+  """A task's constants (VGG-16 and Gram targets for style), loaded once per run."""
+  if task_id not in cache:
+    cache[task_id] = tasks.get(task_id).load(config)
+  return cache[task_id]
+
+
 def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
-                 fig_batches: dict) -> dict:
+                 fig_batches: dict, consts: dict) -> dict:
   """Train ``strategy`` over the sequence; returns its part of results.json."""
   model_cfg = train.model_config(config)
   bank_path = workdir / f"bank_{strategy}"
@@ -74,20 +81,18 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
     os.replace(tmp, bank_path)
   sharding.barrier(f"piggyjax copied {bank_path}")  # the others open it next
   bank = Bank.open(bank_path)
-  consts = {}  # VGG and Gram targets: load once per task, not once per evaluation
   for j, task_id in enumerate(task_ids):
     if j < len(rows):
       continue  # finished before a restart: its row and outputs are in the progress file
     if task_id not in bank.tasks():
-      train.train_task(config, task_id, strategy, workdir / strategy / task_id, bank=bank)
+      train.train_task(config, task_id, strategy, workdir / strategy / task_id, bank=bank,
+                       consts=task_consts(consts, task_id, config))
       bank = Bank.open(bank_path)
     row, outs = [], {}
     for i, old in enumerate(task_ids[:j + 1]):
       variables = bank.load(old)
       ev = train.evaluator(old, model_cfg)
-      if old not in consts:
-        consts[old] = tasks.get(old).load(config)
-      row.append(ev.evaluate(variables, consts[old], config))
+      row.append(ev.evaluate(variables, task_consts(consts, old, config), config))
       outs[old] = _digest(sharding.to_host(ev.predict(ev.put(variables),
                                                       ev.put(fig_batches[old]))))
     rows.append(row + [None] * (len(task_ids) - j - 1))
@@ -156,6 +161,7 @@ def run(config, workdir: Path) -> dict:
       "strategies": {},
       "config": json.loads(config.to_json_best_effort()),
   }
+  consts = {}  # shared by every strategy: each style task builds its VGG and Grams once
   first = task_ids[0]
   base_bank = workdir / "bank_base"
   need_base = not (base_bank / "bank.json").exists() or first not in Bank.open(base_bank).tasks()
@@ -166,9 +172,9 @@ def run(config, workdir: Path) -> dict:
     if sharding.is_writer():
       shutil.rmtree(workdir / "bank_base", ignore_errors=True)
     train.train_task(config, first, "base", workdir / "base" / first,
-                     bank_path=workdir / "bank_base")
+                     bank_path=workdir / "bank_base", consts=task_consts(consts, first, config))
   for s in strats:
-    results["strategies"][s] = run_strategy(config, s, task_ids, workdir, fig_batches)
+    results["strategies"][s] = run_strategy(config, s, task_ids, workdir, fig_batches, consts)
   results["elapsed_s"] = round(time.time() - t0, 1)
   results["machine"] = (f"{platform.machine()} {os.cpu_count()} cores, "
                         f"{jax.device_count()} {jax.devices()[0].platform} device(s)")

@@ -192,8 +192,11 @@ def _checkpoint_manager(path: Path, config):
 
 
 def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None = None,
-               bank_path=None) -> dict:
-  """Train ``task_id``; store it in ``bank`` (or a new bank at ``bank_path``). Returns metadata."""
+               bank_path=None, consts=None) -> dict:
+  """Train ``task_id``; store it in ``bank`` (or a new bank at ``bank_path``). Returns metadata.
+
+  ``consts``: the task's ``load(config)``, when the caller already has it (VGG for style tasks).
+  """
   import orbax.checkpoint as ocp
   workdir = Path(workdir)
   task = tasks.get(task_id)
@@ -202,7 +205,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   stored_as = "base" if bank is None else strategy
   variables = initial_variables(config, task_id, task.head_channels, strategy, bank)
   runner = Runner(config, task_id, stored_as, variables)
-  consts = runner.put(task.load(config))
+  consts = runner.put(task.load(config) if consts is None else consts)
   fixed = runner.put({"params": runner.frozen, "stats": runner.base_stats})
   state = runner.put(runner.init_state)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from piggyjax.colormap import voc_colormap
 from piggyjax.data import records
 
 VOID = 255
@@ -20,19 +21,6 @@ VOC_CLASSES: tuple[str, ...] = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor")
 
-
-def voc_colormap() -> np.ndarray:
-  """The standard bit-interleaved VOC palette, uint8 256x3 (index 255 is the void colour)."""
-  cmap = np.zeros((256, 3), np.uint8)
-  for i in range(256):
-    c, r, g, b = i, 0, 0, 0
-    for j in range(8):
-      r |= ((c >> 0) & 1) << (7 - j)
-      g |= ((c >> 1) & 1) << (7 - j)
-      b |= ((c >> 2) & 1) << (7 - j)
-      c >>= 3
-    cmap[i] = (r, g, b)
-  return cmap
 
 
 def find_voc2012(root: Path) -> Path:

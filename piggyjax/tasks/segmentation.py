@@ -11,32 +11,18 @@ and the predictions has 0/0 and is left out of the mean; a class predicted but n
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from piggyjax.colormap import voc_colormap
 from piggyjax.tasks import imaging
 from piggyjax.tasks.base import Batch, Consts, Metrics, Task
 
 IGNORE = 255
 
-
-@functools.lru_cache(maxsize=4)
-def voc_colormap(n: int = 256) -> np.ndarray:
-  """PASCAL VOC's palette (n x 3 uint8): the colours of the devkit's label PNGs."""
-  cmap = np.zeros((n, 3), np.uint8)
-  for i in range(n):
-    c, r, g, b = i, 0, 0, 0
-    for j in range(8):
-      r |= ((c >> 0) & 1) << (7 - j)
-      g |= ((c >> 1) & 1) << (7 - j)
-      b |= ((c >> 2) & 1) << (7 - j)
-      c >>= 3
-    cmap[i] = (r, g, b)
-  return cmap
 
 
 def _valid_pixels(labels_BHW: jax.Array, valid_B: jax.Array, k: int) -> jax.Array:
