@@ -23,23 +23,24 @@ flags.DEFINE_string("bank", None, "Report mask storage of this bank's piggyback 
                     "of training a quickstart-like one.")
 flags.DEFINE_string("workdir", None, "Parent of the temporary directory (default: system tmp).")
 flags.DEFINE_bool("keep_freed_memory", True, "Tune glibc malloc so XLA's per-step temporaries "
-                  "stop page-faulting (piggyjax.hostmem); applies to the peer too.")
+                  "stop page-faulting (piggyjax.bench.hostmem); applies to the peer too.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  from piggyjax import hostmem
+  from piggyjax.bench import hostmem
   if FLAGS.keep_freed_memory:   # before JAX starts its CPU client
     hostmem.keep_freed_memory()
-  from piggyjax import benchmark, cli
+  from piggyjax import cli
+  from piggyjax.bench import suite
   cli.configure_logging()
-  result = benchmark.run(FLAGS.config, peer=FLAGS.peer, bank=FLAGS.bank, workdir=FLAGS.workdir)
+  result = suite.run(FLAGS.config, peer=FLAGS.peer, bank=FLAGS.bank, workdir=FLAGS.workdir)
   Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
   Path(FLAGS.json).write_text(json.dumps(result, indent=1))
   if FLAGS.md:
-    Path(FLAGS.md).write_text(benchmark.markdown(result))
-  print(benchmark.markdown(result))
+    Path(FLAGS.md).write_text(suite.markdown(result))
+  print(suite.markdown(result))
 
 
 if __name__ == "__main__":

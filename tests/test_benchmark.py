@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from experiments.configs import benchmark as bench_config
-from piggyjax import bench_bank, bench_report, benchmark, masks
+from piggyjax import masks
+from piggyjax.bench import bank as bench_bank
+from piggyjax.bench import common, suite
+from piggyjax.bench import report as bench_report
 from piggyjax.bank import Bank
 from piggyjax.models import unet
 
@@ -27,7 +30,7 @@ def tiny_bank(tmp_path_factory):
   bank = Bank.create(tmp_path_factory.mktemp("b") / "bank", base,
                      {"widths": list(cfg.widths), "norm": cfg.norm})
   bank.add("seg_coco", "base", {"params": {"head_seg_voc": v["params"]["head_seg_voc"]}})
-  mask = benchmark.random_masks(base["params"], 0.97, seed=3)
+  mask = common.random_masks(base["params"], 0.97, seed=3)
   bank.add("seg_voc", "piggyback", {"params": {"head_seg_voc": v["params"]["head_seg_voc"]}},
            mask, {"metrics": {}})
   return bank.root
@@ -39,7 +42,7 @@ def result(tiny_bank, tmp_path_factory):
   c.model.preset, c.image_size, c.batch_size = "tiny", 32, 4
   c.bench.update({"steps": 2, "warmup": 1, "inference_steps": 2, "strategies": "finetune,piggyback",
                   "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2})
-  r = benchmark.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
+  r = suite.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
   return json.loads(json.dumps(r))   # what the JSON file holds
 
 
@@ -109,7 +112,7 @@ def test_entropy_bits():
 def test_settings_reject_unknown_fields():
   c = bench_config.get_config()
   c.bench.steps = 3
-  assert benchmark.settings(c)["steps"] == 3
+  assert common.settings(c)["steps"] == 3
   c.bench.nonsense = 1
   with pytest.raises(ValueError, match="nonsense"):
-    benchmark.settings(c)
+    common.settings(c)

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from piggyjax import bench_bank, maskcode, masks
+from piggyjax import maskcode, masks
+from piggyjax.bench import bank as bench_bank
 from piggyjax.bank import Bank, BankError
 from piggyjax.models import unet
 

@@ -15,7 +15,7 @@ def get_config():
   c.model.preset = "small"
   c.image_size = 64
   c.batch_size = 8
-  # Fields and defaults: piggyjax.benchmark.DEFAULTS.
+  # Fields and defaults: piggyjax.bench.common.DEFAULTS.
   c.bench = ml_collections.ConfigDict({
       "task": "seg_voc", "strategies": "scratch,finetune,decoder,piggyback",
       "steps": 10, "warmup": 2, "inference_steps": 10, "mask_density": 0.9,

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from piggyjax import masks, strategies, tasks, train
-from piggyjax.benchmark import random_masks, summary
+from piggyjax.bench.common import random_masks, summary
 from piggyjax.bank import Bank
 from piggyjax.models import unet
 

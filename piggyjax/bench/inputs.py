@@ -1,4 +1,4 @@
-"""Input-pipeline throughput: ``python -m piggyjax.data.bench [--source quickstart|samples] ...``.
+"""Input-pipeline throughput: ``python -m piggyjax.bench.inputs [--source quickstart|samples] ...``.
 
 Prints images/s of ``batches()`` (decode + augment + batch), the number to hold against a
 training step's images/s to see whether the input would starve it.
