@@ -19,13 +19,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0                # also evaluate every this many steps (0: only at the end)
   c.eval_batches = 0              # 0 = the whole eval split
   # Piggyback (Mallya et al.): Adam 1e-4 on the scores; heads and baselines learn faster.
-  c.optim = ml_collections.ConfigDict({"lr_scores": 1e-4, "lr_head": 1e-3, "lr": 1e-3})
+  # schedule: constant | step (x decay_factor at each fraction in decay_at) | cosine; see
+  # piggyjax.train.schedule. Piggyback's original recipe is step, x0.1 halfway.
+  c.optim = ml_collections.ConfigDict({"lr_scores": 1e-4, "lr_head": 1e-3, "lr": 1e-3,
+                                       "schedule": "constant", "decay_at": (0.5,),
+                                       "decay_factor": 0.1})
   c.mask = ml_collections.ConfigDict(
       {"threshold": 5e-3, "init": 1e-2, "norm": "frozen", "spec": ""})
   # Where data comes from: quickstart (offline, pip-shipped photos) | samples | dirs | tfds.
   # See piggyjax/data/factory.py for how each field is used; '' means "derive from data_dir".
   c.data = ml_collections.ConfigDict({
       "source": "quickstart", "data_dir": "", "voc_dir": "", "coco_dir": "", "image_dir": "",
+      "camvid_dir": "", "camvid_train_split": "train", "camvid_eval_split": "val",
       "tfds_data_dir": "", "coco_things_only": False, "coco_train_split": "",
       "coco_eval_split": "", "voc_train_split": "train", "voc_eval_split": "val",
       "on_label_size_mismatch": "skip", "strict": False, "quickstart_image_size": 96,

@@ -33,6 +33,7 @@ Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason an
 from piggyjax.data.coco import COCO_PANOPTIC_NAMES, CocoPanopticDir
 from piggyjax.data.factory import make_source
 from piggyjax.data.folder import ImageFolder
+from piggyjax.data.paired import PairedFolder
 from piggyjax.data.pipeline import batches
 from piggyjax.data.quickstart import Quickstart
 from piggyjax.data.records import BadRecord, SkipRecord, Source
@@ -40,6 +41,6 @@ from piggyjax.data.styles import find_style_image
 from piggyjax.data.tfds_coco import TfdsCocoPanoptic
 from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
 
-__all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "Quickstart", "SkipRecord",
+__all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "PairedFolder", "Quickstart", "SkipRecord",
            "Source", "TfdsCocoPanoptic", "VOC_CLASSES", "VocSegmentation", "batches",
            "find_style_image", "make_source"]

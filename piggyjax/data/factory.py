@@ -18,10 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from piggyjax.data import coco, folder, quickstart, records, tfds_coco, voc
+from piggyjax.data import coco, folder, paired, quickstart, records, tfds_coco, voc
+from piggyjax.tasks.classes import CAMVID_CLASSES, CAMVID_VOID
 
 # task id -> what it reads: labelled COCO, labelled VOC, or unlabelled content images
-TASK_DATA = {"seg_coco": "seg_coco", "seg_voc": "seg_voc", "colorize_coco": "images",
+TASK_DATA = {"seg_coco": "seg_coco", "seg_voc": "seg_voc", "seg_camvid": "seg_camvid",
+             "colorize_coco": "images",
              "style_starry": "images", "style_scream": "images"}
 SOURCES = ("quickstart", "samples", "tfds", "dirs")
 
@@ -64,13 +66,22 @@ def coco_root(data: Any) -> Path:
                     "Pass --config.data.coco_dir=DIR holding annotations/ and val2017/.")
 
 
+def camvid_root(data: Any) -> Path:
+  """``camvid_dir``, else ``data_dir/camvid`` (train/ and val/, each with images/ and labels/)."""
+  if _get(data, "camvid_dir"):
+    return Path(_get(data, "camvid_dir")).expanduser()
+  return _data_dir(data, "CamVid", "camvid_dir") / "camvid"
+
+
 def _content_folder(data: Any, split: str) -> Path:
-  """``image_dir`` (with train/ and val/ subfolders if it has them), else the COCO image folder."""
+  """``image_dir`` (with train/ and val/ subfolders if it has them, and their images/ if those
+  are paired folders), else the COCO image folder."""
   image_dir = _get(data, "image_dir")
   if image_dir:
     root = Path(image_dir).expanduser()
     sub = [root / name for name in ((("train",) if split == "train" else ("val", "eval")))]
-    return next((s for s in sub if s.is_dir()), root)
+    chosen = next((s for s in sub if s.is_dir()), root)
+    return chosen / "images" if (chosen / "images").is_dir() else chosen
   return coco_root(data) / _coco_split(data, split)
 
 
@@ -116,6 +127,12 @@ def _make(task_id: str, split: str, config: Any) -> records.Source:
     raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
   things_only = bool(_get(data, "coco_things_only", False))
 
+  if kind == "seg_camvid":  # real photos only: no quickstart stand-in, any source reads the folder
+    return paired.PairedFolder(
+        camvid_root(data), _get(data, f"camvid_{split}_split", "train" if split == "train" else "val"),
+        num_classes=len(CAMVID_CLASSES), ignore=(CAMVID_VOID,), class_names=CAMVID_CLASSES,
+        hint="Pass --data_dir=DIR with DIR/camvid/{train,val}/{images,labels}, or "
+             "--config.data.camvid_dir=DIR.")
   if name == "quickstart":
     length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
     return quickstart.Quickstart(kind, split, size=_get(data, "quickstart_image_size", 96),

@@ -157,8 +157,11 @@ def read_rgb(path: Path, source: Source, record_id: str, exif: bool = False) -> 
     source.skip(record_id, f"cannot convert {path} (mode {img.mode}) to RGB ({type(e).__name__}: {e})")
 
 
-def image_files(root: Path, extensions: frozenset[str]) -> list[Path]:
-  """Every image under ``root`` (recursive, following symlinked folders once), sorted."""
+def image_files(root: Path, extensions: frozenset[str],
+                skip_dir: Any = None) -> list[Path]:
+  """Every image under ``root`` (recursive, following symlinked folders once), sorted.
+
+  ``skip_dir(path) -> bool``: folders not to enter (e.g. the labels beside a photo folder)."""
   found: list[Path] = []
   seen: set[str] = set()
   for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -168,6 +171,8 @@ def image_files(root: Path, extensions: frozenset[str]) -> list[Path]:
       continue
     seen.add(real)
     dirnames.sort()
+    if skip_dir is not None:
+      dirnames[:] = [d for d in dirnames if not skip_dir(Path(dirpath) / d)]
     found += [Path(dirpath) / f for f in sorted(filenames)
               if os.path.splitext(f)[1].lower() in extensions and not f.startswith(".")]
   return found

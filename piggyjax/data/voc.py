@@ -14,12 +14,9 @@ from PIL import Image
 
 from piggyjax.colormap import voc_colormap
 from piggyjax.data import records
+from piggyjax.tasks.classes import VOC_CLASSES
 
 VOID = 255
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor")
 
 
 

@@ -52,6 +52,7 @@ A new kind: subclass ``Task`` (a frozen dataclass; ``model_input`` defaults to i
 from __future__ import annotations
 
 from piggyjax.tasks.base import Task
+from piggyjax.tasks.classes import CAMVID_CLASSES
 from piggyjax.tasks.colorization import Colorization
 from piggyjax.tasks.segmentation import Segmentation
 from piggyjax.tasks.style import Style
@@ -90,6 +91,7 @@ def get(task_id: str) -> Task:
 # VOC: background + 20 classes. 255 = ignore in both.
 register(Segmentation("seg_coco", head_channels=133))
 register(Segmentation("seg_voc", head_channels=21))
+register(Segmentation("seg_camvid", head_channels=11, class_names=CAMVID_CLASSES))
 register(Colorization("colorize_coco"))
 register(Style("style_starry", style_name="starry_night"))
 register(Style("style_scream", style_name="the_scream"))

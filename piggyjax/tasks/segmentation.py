@@ -67,11 +67,13 @@ def miou_from_confusion(conf_KK: np.ndarray) -> dict[str, float]:
 
 @dataclasses.dataclass(frozen=True)
 class Segmentation(Task):
-  """K-way segmentation; ``head_channels`` is the number of classes."""
+  """K-way segmentation; ``head_channels`` is the number of classes, ``class_names`` their
+  names (optional; per-class IoU is keyed by them when given)."""
   kind: str = "segmentation"
   head_channels: int = 21
   primary_metric: str = "miou"
   higher_is_better: bool = True
+  class_names: tuple[str, ...] = ()
 
   def loss(self, consts: Consts, outputs_BHWK: jax.Array, batch: Batch):
     labels = jnp.asarray(batch["label"]).astype(jnp.int32)
