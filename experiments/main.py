@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs import e
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from piggyjax import cli  # noqa: E402
+from piggyjax import cli, validate  # noqa: E402
 
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "quickstart.py")
 config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.",
@@ -39,6 +39,7 @@ def main(argv):
   if FLAGS.data_dir:
     config.data.data_dir = FLAGS.data_dir
   try:
+    cli.define_tasks(config)  # config.task_defs -> registered tasks, checked before any work
     if FLAGS.mode == "sequence":
       from piggyjax import continual
       continual.run(config, cli.check_workdir(FLAGS.workdir))
@@ -49,7 +50,7 @@ def main(argv):
       cli.evaluate(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt)
     elif FLAGS.mode == "apply":
       cli.apply(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt, FLAGS.input, FLAGS.output)
-  except cli.UsageError as err:
+  except (cli.UsageError, validate.ConfigError) as err:
     logging.error("%s", err)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)

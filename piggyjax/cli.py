@@ -27,6 +27,15 @@ def check_task(task: str | None, flag: str = "--task") -> str:
   return task
 
 
+def define_tasks(config) -> list[str]:
+  """Registers ``config.task_defs`` so ``--task`` may name one; a bad definition (or an unknown
+  id in ``config.tasks``) is a UsageError naming the task and the field."""
+  try:
+    return tasks.from_config(config)
+  except tasks.TaskDefinitionError as err:
+    raise UsageError(str(err)) from None
+
+
 def check_strategy(strategy: str) -> str:
   if strategy not in strategies.NAMES:
     raise UsageError(f"--strategy={strategy!r} is not known; choose one of "
@@ -90,6 +99,8 @@ def read_image(path: str, flag: str = "--input") -> np.ndarray:
 
 def train(config, task: str, strategy: str, base_ckpt: str | None, workdir: Path) -> dict:
   from piggyjax import train as train_lib
+  from piggyjax import validate
+  validate.check(config, [strategy])  # before the bank is opened or anything compiles
   bank = open_bank(base_ckpt, config, required=False)
   if bank is not None and task in bank.tasks():
     logging.warning("the bank already has %s; it will be replaced", task)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from piggyjax import data, report, sharding, strategies, tasks, train
+from piggyjax import data, report, sharding, strategies, tasks, train, validate
 from piggyjax.bank import Bank
 
 
@@ -27,10 +27,8 @@ def _split(names: str) -> list[str]:
 
 
 def check_sequence(config) -> tuple[list[str], list[str]]:
-  task_ids, strats = _split(config.tasks), _split(config.strategies)
-  for t in task_ids:
-    if t not in tasks.names():
-      raise ValueError(f"config.tasks has unknown task {t!r}; known: {', '.join(tasks.names())}")
+  # registers config.task_defs; every id of config.tasks known and distinct, in order
+  task_ids, strats = tasks.from_config(config), _split(config.strategies)
   for s in strats:
     strategies.get(s, config)
   if len(set(task_ids)) != len(task_ids) or not task_ids:
@@ -152,6 +150,7 @@ def _inputs_and_targets(task, batch) -> dict:
 def run(config, workdir: Path) -> dict:
   t0 = time.time()
   task_ids, strats = check_sequence(config)
+  validate.check(config, strats)  # every setting, before anything is trained
   workdir = Path(workdir)
   fig_batches = {t: figure_batch(config, t) for t in task_ids}
   results = {
