@@ -34,7 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
       "tfds_data_dir": "", "coco_things_only": False, "coco_train_split": "",
       "coco_eval_split": "", "voc_train_split": "train", "voc_eval_split": "val",
       "on_label_size_mismatch": "skip", "strict": False, "quickstart_image_size": 96,
-      "quickstart_train_examples": 512, "quickstart_eval_examples": 64, "seed": 0})
+      "quickstart_train_examples": 512, "quickstart_eval_examples": 64, "seed": 0,
+      # Read examples prepared once for this crop size (experiments/prepare.py) from here.
+      "prepared_dir": ""})
   # Johnson et al.'s perceptual loss; see piggyjax/tasks/style.py for how the ratios were chosen.
   c.style = ml_collections.ConfigDict(
       {"content_weight": 1.0, "style_weight": 1e5, "tv_weight": 2.0, "style_size": 256})

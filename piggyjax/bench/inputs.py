@@ -1,44 +1,177 @@
-"""Input-pipeline throughput: ``python -m piggyjax.bench.inputs [--source quickstart|samples] ...``.
+"""The input side: training-batch images/s per core for each source, raw and prepared, and
+where a record's time goes (decode vs resize/crop/flip vs the rest).
 
-Prints images/s of ``batches()`` (decode + augment + batch), the number to hold against a
-training step's images/s to see whether the input would starve it.
+"Per core" is images per CPU-second of this process (user + system, all of grain's threads):
+on a machine shared with other jobs that is steadier than wall time, and times the number of
+host cores it extrapolates what a larger host would feed (assuming the pipeline scales across
+cores, which grain's threads do while PIL releases the GIL; the threads-vs-wall figures show how
+far they did here). Also ``python -m piggyjax.bench.inputs --source=voc`` for one source.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import math
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import ml_collections
+import numpy as np
 
-from piggyjax.data import batches, make_source
+from piggyjax.data import batches, make_source, prepared, records, transforms
+
+# name -> (task id, config.data fields besides data_dir)
+SOURCES = {
+    "voc": ("seg_voc", {"source": "samples"}),
+    "coco": ("seg_coco", {"source": "samples"}),
+    "camvid": ("seg_camvid", {"source": "dirs"}),
+    "folder": ("colorize_coco", {"source": "samples"}),   # unlabelled photos (ImageFolder)
+    "quickstart": ("seg_voc", {"source": "quickstart"}),
+}
 
 
-def measure(task: str, source: str, data_dir: str | None, image_size: int, batch_size: int,
-            steps: int, num_threads: int, train: bool = True) -> float:
-  config = ml_collections.ConfigDict({"data": {"source": source, "data_dir": data_dir}})
-  src = make_source(task, "train", config)
-  it = batches(src, batch_size=batch_size, image_size=image_size, train=train, seed=0,
-               num_epochs=None, shard_index=0, shard_count=1, num_threads=num_threads)
-  next(it)  # warm-up: thread pool start, photo loading
-  start = time.perf_counter()
-  for _ in range(steps):
+def _cpu() -> float:
+  return time.process_time()  # every thread of this process, ns resolution (os.times: 10 ms)
+
+
+class Cycled:
+  """``source``'s records repeated up to ``length``: the sample sets hold 3-20 records, and on
+  so few grain's index shuffle alone costs ~2-5 ms a record (0.03 ms from 1,000 on), which
+  would swamp what is measured here."""
+
+  def __init__(self, source, length: int) -> None:
+    self.source, self.length = source, max(int(length), len(source))
+    for k in ("has_labels", "num_classes", "class_names", "strict"):
+      setattr(self, k, getattr(source, k, None))
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, index: int):
+    return self.source[int(index) % len(self.source)]
+
+
+def source_config(name: str, data_dir: str, image_size: int,
+                  prepared_dir: str = "") -> ml_collections.ConfigDict:
+  task, fields = SOURCES[name]
+  return ml_collections.ConfigDict({"image_size": image_size, "data": {
+      **fields, "data_dir": data_dir, "prepared_dir": prepared_dir}})
+
+
+def stages(source, image_size: int, records_n: int, seed: int = 0) -> dict:
+  """Per record, one thread, no grain: ``src[i]`` (read + decode, labels included) and the
+  training view (resize the crop window, flip), in CPU ms; raw JPEGs at full size."""
+  rng = np.random.default_rng(seed)
+  labels = bool(getattr(source, "has_labels", False))
+  draft = None if labels else math.ceil(image_size * transforms.TRAIN_SCALE[1])
+  read, view, read_draft = [], [], []
+  for i in itertools.islice(itertools.cycle(range(len(source))), records_n):
+    t0 = _cpu_thread()
+    try:
+      ex = source[i]
+    except records.SkipRecord:
+      continue
+    t1 = _cpu_thread()
+    h, w = transforms.frame_hw(ex)
+    transforms.apply_view(ex, transforms.train_view(h, w, image_size, rng), image_size)
+    t2 = _cpu_thread()
+    read.append(t1 - t0)
+    view.append(t2 - t1)
+    if draft:
+      with records.decode_at_least(draft):
+        t3 = _cpu_thread()
+        source[i]
+        read_draft.append(_cpu_thread() - t3)
+  out = {"decode_ms": 1e3 * float(np.mean(read)), "resize_crop_flip_ms": 1e3 * float(np.mean(view)),
+         "records": len(read)}
+  if read_draft:
+    out["decode_draft_ms"] = 1e3 * float(np.mean(read_draft))
+  return out
+
+
+def _cpu_thread() -> float:
+  return time.thread_time()
+
+
+def pipeline_rate(source, image_size: int, batch_size: int, n_batches: int, threads: int,
+                  seed: int = 0) -> dict:
+  it = batches(Cycled(source, 4096), batch_size=batch_size, image_size=image_size, train=True, seed=seed,
+               num_epochs=None, shard_index=0, shard_count=1, num_threads=threads)
+  next(it)  # warm-up: thread pool start, first shard checksum, photo loading
+  wall, cpu = time.perf_counter(), _cpu()
+  for _ in range(n_batches):
     next(it)
-  return steps * batch_size / (time.perf_counter() - start)
+  wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+  n = n_batches * batch_size
+  return {"threads": threads, "images": n, "images_per_s": n / wall,
+          "images_per_cpu_s": n / max(cpu, 1e-9), "cpu_ms_per_image": 1e3 * cpu / n}
+
+
+def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batches: int,
+            threads: int, workdir: str | None = None, encodings=("raw",)) -> dict:
+  """Raw and prepared figures for one source."""
+  task, _ = SOURCES[name]
+  raw = make_source(task, "train", source_config(name, data_dir, image_size))
+  out = {"task": task, "records": len(raw), "raw": pipeline_rate(raw, image_size, batch_size,
+                                                                  n_batches, threads)}
+  out["raw"]["stages"] = stages(raw, image_size, max(len(raw), 8))
+  _split(out["raw"])
+  with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    for enc in encodings:
+      d = str(Path(tmp) / enc)
+      t = _cpu()
+      m = prepared.prepare(raw, prepared.set_dir(d, task, "train"), task_id=task, split="train",
+                           image_size=image_size, encoding=enc)
+      prepare_s = (_cpu() - t) / len(raw)
+      prep = make_source(task, "train", source_config(name, data_dir, image_size, d))
+      row = pipeline_rate(prep, image_size, batch_size, n_batches, threads)
+      row["stages"] = stages(prep, image_size, max(len(prep), 8))
+      _split(row)
+      row["prepare_cpu_ms_per_image"] = 1e3 * prepare_s
+      row["bytes_per_image"] = sum(s["bytes"] for s in m["shards"]) / len(raw)
+      row["speedup_per_core"] = row["images_per_cpu_s"] / out["raw"]["images_per_cpu_s"]
+      out[f"prepared_{enc}"] = row
+  return out
+
+
+def _split(row: dict) -> None:
+  """Where a pipeline image's CPU time goes: decode, resize/crop/flip, and the rest (grain,
+  batching, threads), the rest being what the pipeline spent beyond the two stages."""
+  s = row["stages"]
+  row["rest_ms"] = row["cpu_ms_per_image"] - s["decode_ms"] - s["resize_crop_flip_ms"]
+
+
+def input_pipeline(config, s: dict, workdir: str | None = None) -> dict:
+  out, size = {"image_size": s["input_image_size"], "cores_extrapolated": s["input_cores"],
+               "sources": {}}, int(s["input_image_size"])
+  for name in [n.strip() for n in s["input_sources"].split(",") if n.strip()]:
+    try:
+      r = measure(name, s["input_data_dir"], size, s["input_batch_size"], s["input_batches"],
+                  s["input_threads"], workdir, tuple(s["input_encodings"].split(",")))
+    except (FileNotFoundError, ValueError) as e:  # e.g. no CamVid reader or data here
+      out["sources"][name] = {"error": f"{type(e).__name__}: {e}"}
+      continue
+    for k in [k for k in r if k == "raw" or k.startswith("prepared_")]:
+      r[k]["images_per_s_at_cores"] = r[k]["images_per_cpu_s"] * s["input_cores"]
+    out["sources"][name] = r
+  return out
 
 
 def main() -> None:
   p = argparse.ArgumentParser()
-  p.add_argument("--task", default="seg_voc")
-  p.add_argument("--source", default="samples")
-  p.add_argument("--data_dir", default=None)
+  p.add_argument("--source", default="voc", choices=sorted(SOURCES))
+  p.add_argument("--data_dir", default="../shared/data")
   p.add_argument("--image_size", type=int, default=256)
-  p.add_argument("--batch_size", type=int, default=16)
-  p.add_argument("--steps", type=int, default=20)
-  p.add_argument("--num_threads", type=int, default=4)
+  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--batches", type=int, default=10)
+  p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--encodings", default="raw,jpeg")
   a = p.parse_args()
-  rate = measure(a.task, a.source, a.data_dir, a.image_size, a.batch_size, a.steps, a.num_threads)
-  print(f"{a.task} {a.source} {a.image_size}x{a.image_size} batch {a.batch_size} "
-        f"threads {a.num_threads}: {rate:.1f} images/s")
+  print(json.dumps(measure(a.source, a.data_dir, a.image_size, a.batch_size, a.batches,
+                           a.threads, encodings=tuple(a.encodings.split(","))), indent=1))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,11 @@ def make_source(task_id: str, split: str, config: Any) -> records.Source:
       raise records.BadRecord(
           f"{type(source).__name__} ({split}): {len(source.skipped)} records cannot be used and "
           f"config.data.strict is set; e.g. {list(source.skipped.items())[:3]}")
+  prepared_dir = _get(_get(config, "data"), "prepared_dir")
+  if prepared_dir:  # read the examples prepared from this source (experiments/prepare.py)
+    from piggyjax.data import prepared
+    return prepared.open_prepared(prepared.set_dir(prepared_dir, task_id, split), source,
+                                  task_id=task_id, split=split, image_size=config.image_size)
   return source
 
 

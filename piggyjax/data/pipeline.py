@@ -113,12 +113,14 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
     if n == 0:
       raise ValueError("the source is empty")
     failed: set[int] = set()
+    draft_train = None if labels else math.ceil(size * transforms.TRAIN_SCALE[1])
 
     def augment(index: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
-      example = _read(source, index, failed, n)
+      with records.decode_at_least(draft_train):  # an unlabelled JPEG may decode smaller
+        example = _read(source, index, failed, n)
       if example is None:
         return None  # grain's iterator drops Nones
-      h, w = example["image"].shape[:2]
+      h, w = transforms.frame_hw(example)
       return _row(transforms.apply_view(example, transforms.train_view(h, w, size, rng), size),
                   labels, True)
 
@@ -134,10 +136,11 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
 
   def view(k: int) -> dict[str, np.ndarray]:
     index = shard_index + k * shard_count
-    example = _read(source, index) if k < per_shard and index < n else None
+    with records.decode_at_least(None if labels else size):
+      example = _read(source, index) if k < per_shard and index < n else None
     if example is None:
       return _row(pad, labels, False)
-    h, w = example["image"].shape[:2]
+    h, w = transforms.frame_hw(example)
     return _row(transforms.apply_view(example, transforms.eval_view(h, w, size), size), labels, True)
 
   ds = grain.MapDataset.range(num_batches * batch_size).map(view)

@@ -1,6 +1,7 @@
 """What every source shares: the skip-and-count rule, safe paths, decoding to RGB uint8."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -120,6 +121,29 @@ def to_rgb(img: Image.Image) -> np.ndarray:
   return np.asarray(img, np.uint8)
 
 
+# Per thread: the shorter side (pixels) its caller will still need, or None for full size.
+_decode_hint = threading.local()
+
+
+@contextlib.contextmanager
+def decode_at_least(shorter: int | None):
+  """Inside, ``open_image`` may decode a JPEG at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling,
+  PIL's ``draft``) while its shorter side stays >= ``shorter``. Only for images without a label:
+  a label is drawn on the full image's grid. Per thread, so grain's threads set their own."""
+  before = getattr(_decode_hint, "shorter", None)
+  _decode_hint.shorter = shorter
+  try:
+    yield
+  finally:
+    _decode_hint.shorter = before
+
+
+def _draft(img: Image.Image, w: int, h: int) -> None:
+  want = getattr(_decode_hint, "shorter", None)
+  if want and img.format == "JPEG" and min(w, h) >= 2 * want:
+    img.draft(None, (want, want))  # the largest of 1/2, 1/4, 1/8 keeping both sides >= want
+
+
 def open_image(path: Path, source: Source, record_id: str) -> Image.Image:
   """Open and fully decode, so a truncated file fails here (as a counted skip), not later.
 
@@ -135,6 +159,7 @@ def open_image(path: Path, source: Source, record_id: str) -> Image.Image:
       if limit and w * h > limit:
         source.skip(record_id, f"{path} is {w}x{h}, over Image.MAX_IMAGE_PIXELS={limit} "
                                "(a decompression bomb?); raise that limit if it is a real image")
+      _draft(img, w, h)
       img.load()  # the pixels stay usable after the file is closed
     return img
   except FileNotFoundError:

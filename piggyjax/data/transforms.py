@@ -38,9 +38,17 @@ def train_view(h: int, w: int, size: int, rng: np.random.Generator,
               bool(rng.random() < 0.5))
 
 
-def _apply(array: np.ndarray, view: View, size: int, resample: int) -> np.ndarray:
+def frame_hw(example: dict[str, Any]) -> tuple[int, int]:
+  """The (h, w) a view is drawn in: the image's own, or for a prepared record (stored smaller
+  than its original) the original's, so both give the same crop for the same random draws."""
+  hw = example.get("frame_hw")
+  return (int(hw[0]), int(hw[1])) if hw is not None else example["image"].shape[:2]
+
+
+def _apply(array: np.ndarray, view: View, size: int, resample: int,
+           frame: tuple[int, int] | None = None) -> np.ndarray:
   h, w = array.shape[:2]
-  rh, rw = resized_shape(h, w, view.shorter)
+  rh, rw = resized_shape(*(frame or (h, w)), view.shorter)
   if (rh, rw) == (h, w):
     out = array[view.top:view.top + size, view.left:view.left + size]
   else:
@@ -49,12 +57,15 @@ def _apply(array: np.ndarray, view: View, size: int, resample: int) -> np.ndarra
     # PNG would be 32 x 3.2*10^7 pixels.
     sy, sx = h / rh, w / rw
     box = (view.left * sx, view.top * sy, (view.left + size) * sx, (view.top + size) * sy)
-    out = np.asarray(Image.fromarray(array).resize((size, size), resample, box=box))
+    img = Image.fromarray(array).resize((size, size), resample, box=box)
+    # PIL flips 4x faster than numpy's copy of a negative-stride view (0.06 vs 0.26 ms at 256).
+    return np.asarray(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if view.flip else img)
   return out[:, ::-1] if view.flip else out
 
 
 def apply_view(example: dict[str, Any], view: View, size: int) -> dict[str, np.ndarray]:
-  out = {"image": np.ascontiguousarray(_apply(example["image"], view, size, Image.BILINEAR))}
+  frame = frame_hw(example)
+  out = {"image": np.ascontiguousarray(_apply(example["image"], view, size, Image.BILINEAR, frame))}
   if "label" in example:
-    out["label"] = np.ascontiguousarray(_apply(example["label"], view, size, Image.NEAREST))
+    out["label"] = np.ascontiguousarray(_apply(example["label"], view, size, Image.NEAREST, frame))
   return out
