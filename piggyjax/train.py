@@ -62,13 +62,9 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
   fresh = unet.init(cfg, ((task_id, head_channels),), _task_seed(config, task_id),
                     config.image_size)
   fresh = jax.tree.map(np.asarray, fresh)
-  if bank is None or strategy == "scratch":
+  source = None if bank is None else strategies.get(strategy, config).start_from(bank)
+  if source is None:
     return fresh
-  source = bank.base()
-  if strategy == "finetune":
-    last = [t for t in bank.tasks() if bank.meta(t)["strategy"] == "finetune"]
-    if last:
-      source = bank.load(last[-1])
   out = {"params": {**fresh["params"], "backbone": source["params"]["backbone"]}}
   if "batch_stats" in fresh:
     out["batch_stats"] = {"backbone": source["batch_stats"]["backbone"]}

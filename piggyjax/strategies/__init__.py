@@ -1,0 +1,57 @@
+"""What trains, what is stored, and how a task's network is assembled, per strategy: one
+module each, on the interface in ``base.py``.
+
+The first task of a bank trains the whole network (strategy ``base``): its backbone becomes
+the bank's base and the task stores only its head.
+
+| strategy  | trains                     | stores per task                         |
+|-----------|----------------------------|-----------------------------------------|
+| base      | everything                 | head (the backbone is the bank's base)   |
+| scratch   | everything, from random    | backbone + head                          |
+| finetune  | everything, from the latest| backbone + head (the latest one is used) |
+| decoder   | decoder + head             | decoder + head (+ decoder BN stats)      |
+| piggyback | mask scores + head         | packed mask + head (+ norms if per_task) |
+"""
+from __future__ import annotations
+
+from piggyjax.strategies.base import (Strategy, heads_of, is_decoder, is_norm, merge,  # noqa: F401
+                                      split)
+from piggyjax.strategies.decoder import Decoder, is_decoder_stats
+from piggyjax.strategies.finetune import Finetune
+from piggyjax.strategies.piggyback import Piggyback
+from piggyjax.strategies.scratch import Scratch
+from piggyjax.strategies import base as _base
+
+NAMES = ("scratch", "finetune", "decoder", "piggyback")
+STORED = ("base", *NAMES)  # strategy names a bank's meta.json may carry
+
+# Old spellings, kept for callers of the single-module version.
+_is_decoder, _is_norm, _is_decoder_stats = is_decoder, is_norm, is_decoder_stats
+
+
+def get(name: str, config=None) -> Strategy:
+  """The strategy ``name`` (``base`` for a bank's first task), with its norm policy."""
+  per_task = config is not None and config.mask.norm == "per_task"
+  if name == "piggyback":
+    return Piggyback("piggyback", norms_train=per_task, config=config)
+  if name == "decoder":
+    return Decoder("decoder", norms_train="decoder", owns_stats=is_decoder_stats, config=config)
+  if name == "base":
+    return _base.Base(name, config=config)
+  if name == "scratch":
+    return Scratch(name, config=config)
+  if name == "finetune":
+    return Finetune(name, config=config)
+  raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def payload(strategy: Strategy, task: str, frozen: dict, trainable: dict, batch_stats: dict,
+            config) -> tuple[dict, dict | None]:
+  """(arrays to store, boolean masks or None) for one trained task."""
+  return strategy.payload(task, frozen, trainable, batch_stats, config)
+
+
+def assemble_stored(strategy_name: str, base: dict, arrays: dict, mask: dict | None,
+                    latest: dict | None = None) -> dict:
+  """A stored task's full variables {'params', 'batch_stats'?} from the base and its payload."""
+  return get(strategy_name).assemble_stored(base, arrays, mask, latest)
