@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs import e
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from piggyjax import cli, validate  # noqa: E402
+from piggyjax import cli, locking, validate  # noqa: E402
 
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "quickstart.py")
 config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.",
@@ -50,7 +50,7 @@ def main(argv):
       cli.evaluate(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt)
     elif FLAGS.mode == "apply":
       cli.apply(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt, FLAGS.input, FLAGS.output)
-  except (cli.UsageError, validate.ConfigError) as err:
+  except (cli.UsageError, validate.ConfigError, locking.LockHeld) as err:
     logging.error("%s", err)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)

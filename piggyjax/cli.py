@@ -101,7 +101,11 @@ def train(config, task: str, strategy: str, base_ckpt: str | None, workdir: Path
   from piggyjax import train as train_lib
   from piggyjax import validate
   validate.check(config, [strategy])  # before the bank is opened or anything compiles
+  from piggyjax import locking
+  locking.hold(workdir, "workdir")  # one writer: a second run stops here, naming this one
   bank = open_bank(base_ckpt, config, required=False)
+  if bank is not None:
+    locking.hold(bank.root, "bank")
   if bank is not None and task in bank.tasks():
     logging.warning("the bank already has %s; it will be replaced", task)
   run_dir = workdir / (strategy if bank is not None else "base") / task

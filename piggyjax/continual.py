@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from piggyjax import data, report, sharding, strategies, tasks, train, validate
+from piggyjax import data, locking, report, sharding, strategies, tasks, train, validate
 from piggyjax.bank import Bank
 
 
@@ -152,6 +152,9 @@ def run(config, workdir: Path) -> dict:
   task_ids, strats = check_sequence(config)
   validate.check(config, strats)  # every setting, before anything is trained
   workdir = Path(workdir)
+  held = [workdir, workdir / "bank_base", *(workdir / f"bank_{s}" for s in strats)]
+  for path in held:  # one writer at a time: a second run here stops now, naming this one
+    locking.hold(path, "workdir" if path == workdir else "bank")
   fig_batches = {t: figure_batch(config, t) for t in task_ids}
   results = {
       "tasks": task_ids,
@@ -183,6 +186,8 @@ def run(config, workdir: Path) -> dict:
     report.write_tables(results, workdir)
     report.write_figures(results, workdir, grids=outputs)
     print((workdir / "results.md").read_text())
+  for path in held:
+    locking.release(path)
   return results
 
 
