@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from piggyjax import data, sharding, strategies, tasks
+from piggyjax import ckpt_verify, data, sharding, strategies, tasks
 from piggyjax.bank import Bank
 from piggyjax.models import unet
 from piggyjax.progress import Reporter
@@ -207,7 +207,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
 
   steps = task_steps(config, task_id)
   mgr = _checkpoint_manager(workdir / "checkpoints", config)
-  start = mgr.latest_step() or 0
+  start = ckpt_verify.resume_step(mgr, workdir / "checkpoints")  # the newest with good bytes
   if start:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = mgr.restore(start, args=ocp.args.StandardRestore(abstract))
@@ -244,6 +244,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
       if step % config.checkpoint_every == 0 or step == steps or step == stop_after:
         report(*pending)  # never persist a state whose loss was not finite
         pending = None
+        ckpt_verify.seal(mgr, workdir / "checkpoints", start)  # the previous save, finished
         mgr.save(step, args=ocp.args.StandardSave(state))
         unchecked = step
       eval_every = config.get("eval_every") or 0
@@ -253,21 +254,21 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
         reporter.scalars(step, mid, prefix="eval")
         logging.info("%s/%s step %d eval: %s", stored_as, task_id, step, mid)
       if stop_after and step >= stop_after and step < steps:
-        mgr.wait_until_finished()
+        ckpt_verify.seal(mgr, workdir / "checkpoints", start)
         reporter.close()
         raise Interrupted(f"stopped after step {step} as asked (config.stop_after); rerun with "
                           f"the same workdir to continue")
   except FloatingPointError:
-    mgr.wait_until_finished()
+    ckpt_verify.seal(mgr, workdir / "checkpoints", start)
     if unchecked is not None:  # its very next loss was not finite: a rerun must not start there
       mgr.delete(unchecked)
     raise
   except BaseException:  # a bad batch, Ctrl-C: the last checkpoint must land before we go
-    mgr.wait_until_finished()
+    ckpt_verify.seal(mgr, workdir / "checkpoints", start)
     raise
   if pending is not None:
     report(*pending)
-  mgr.wait_until_finished()
+  ckpt_verify.seal(mgr, workdir / "checkpoints", start)
 
   final = runner.variables(fixed["params"], state.trainable, state.batch_stats)
   eval_metrics = runner.evaluator.evaluate(final, consts, config)
