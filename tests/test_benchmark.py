@@ -41,15 +41,19 @@ def result(tiny_bank, tmp_path_factory):
   c = bench_config.get_config()
   c.model.preset, c.image_size, c.batch_size = "tiny", 32, 4
   c.bench.update({"steps": 2, "warmup": 1, "inference_steps": 2, "strategies": "finetune,piggyback",
-                  "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2})
+                  "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2,
+                  "matmul_size": 128, "input_sources": "quickstart,voc", "input_image_size": 32,
+                  "input_batches": 2, "input_encodings": "raw", "input_data_dir": "/nonexistent"})
   r = suite.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
   return json.loads(json.dumps(r))   # what the JSON file holds
 
 
 def test_train_step_figures(result):
   ts = result["train_step"]
-  assert set(ts["strategies"]) == {"finetune", "piggyback"}
-  for row in ts["strategies"].values():
+  assert set(ts["strategies"]) == {"finetune", "piggyback", "matmul_peak"}
+  for name, row in ts["strategies"].items():
+    if name == "matmul_peak":
+      continue
     _positive_timing(row)
     assert len(row["times_ms"]) == 2
     assert row["first_call_s"] > 0 and row["compile_s"] >= 0
@@ -116,3 +120,28 @@ def test_settings_reject_unknown_fields():
   c.bench.nonsense = 1
   with pytest.raises(ValueError, match="nonsense"):
     common.settings(c)
+
+
+def test_flops_against_matmul_peak(result):
+  vp = result["train_step"]["vs_matmul_peak"]
+  assert vp["matmul_size"] == 128
+  for name in ("finetune", "piggyback"):
+    row = vp[name]
+    assert row["gflop_per_step"] > 0 and row["matmul_peak_gflops_median"] > 0
+    assert row["fraction_of_peak_median_paired"] > 0 and row["floor_ms_at_peak"] > 0
+    times = result["train_step"]["strategies"][name]["times_ms"]
+    assert row["achieved_gflops_median"] == pytest.approx(
+        row["gflop_per_step"] / (np.median(times) / 1e3), rel=1e-3)
+
+
+def test_input_pipeline_figures(result):
+  ip = result["input_pipeline"]
+  assert ip["image_size"] == 32
+  q = ip["sources"]["quickstart"]
+  for form in ("raw", "prepared_raw"):
+    row = q[form]
+    assert row["images"] == 2 * 8 and row["images_per_cpu_s"] > 0
+    assert row["stages"]["decode_ms"] > 0 and row["stages"]["resize_crop_flip_ms"] > 0
+    assert row["images_per_s_at_cores"] == pytest.approx(16 * row["images_per_cpu_s"])
+  assert q["prepared_raw"]["bytes_per_image"] > 0 and q["prepared_raw"]["speedup_per_core"] > 0
+  assert "/nonexistent" in ip["sources"]["voc"]["error"]   # no data: said, not a crash

@@ -22,5 +22,10 @@ def get_config():
       "switch_preset": "paper", "switch_image_size": 64, "switch_repeats": 5,
       "storage_preset": "quick", "storage_image_size": 32, "storage_steps": 120,
       "storage_lr_scores": 2e-3, "storage_norm": "per_task",
-      "peer_threads": 0})
+      "peer_threads": 0,
+      "sections": "train_step,inference,task_switch,storage,input_pipeline",
+      "flops": True, "matmul_size": 2048,
+      "input_sources": "voc,coco,camvid,folder,quickstart", "input_image_size": 256,
+      "input_batch_size": 8, "input_batches": 20, "input_threads": 2, "input_cores": 16,
+      "input_encodings": "raw,jpeg", "input_data_dir": "../shared/data"})
   return c

@@ -37,6 +37,18 @@ DEFAULTS = {
     "storage_lr_scores": 2e-3,
     "storage_norm": "per_task",
     "peer_threads": 0,                 # torch.set_num_threads; 0 = torch's default
+    "sections": "train_step,inference,task_switch,storage,input_pipeline",
+    "flops": True,                     # XLA's FLOPs per step over a matmul timed in the rounds
+    "matmul_size": 2048,               # n of the n^3 float32 matmul that stands for the peak
+    # The input side (piggyjax/bench/inputs.py): per source, raw and prepared.
+    "input_sources": "voc,coco,camvid,folder,quickstart",
+    "input_image_size": 256,
+    "input_batch_size": 8,
+    "input_batches": 20,               # timed batches per source and form
+    "input_threads": 2,                # grain threads
+    "input_cores": 16,                 # images/s per core are extrapolated to this many cores
+    "input_encodings": "raw,jpeg",     # prepared forms measured
+    "input_data_dir": "../shared/data",
 }
 
 

@@ -68,6 +68,10 @@ def stages(source, image_size: int, records_n: int, seed: int = 0) -> dict:
   labels = bool(getattr(source, "has_labels", False))
   draft = None if labels else math.ceil(image_size * transforms.TRAIN_SCALE[1])
   read, view, read_draft = [], [], []
+  try:
+    source[0]  # warm-up: a first read opens files, verifies a shard's checksum
+  except records.SkipRecord:
+    pass
   for i in itertools.islice(itertools.cycle(range(len(source))), records_n):
     t0 = _cpu_thread()
     try:
@@ -117,7 +121,7 @@ def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batche
   raw = make_source(task, "train", source_config(name, data_dir, image_size))
   out = {"task": task, "records": len(raw), "raw": pipeline_rate(raw, image_size, batch_size,
                                                                   n_batches, threads)}
-  out["raw"]["stages"] = stages(raw, image_size, max(len(raw), 8))
+  out["raw"]["stages"] = stages(raw, image_size, max(len(raw), 24))
   _split(out["raw"])
   with tempfile.TemporaryDirectory(dir=workdir) as tmp:
     for enc in encodings:
@@ -128,7 +132,7 @@ def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batche
       prepare_s = (_cpu() - t) / len(raw)
       prep = make_source(task, "train", source_config(name, data_dir, image_size, d))
       row = pipeline_rate(prep, image_size, batch_size, n_batches, threads)
-      row["stages"] = stages(prep, image_size, max(len(prep), 8))
+      row["stages"] = stages(prep, image_size, max(len(prep), 24))
       _split(row)
       row["prepare_cpu_ms_per_image"] = 1e3 * prepare_s
       row["bytes_per_image"] = sum(s["bytes"] for s in m["shards"]) / len(raw)
@@ -147,7 +151,11 @@ def _split(row: dict) -> None:
 def input_pipeline(config, s: dict, workdir: str | None = None) -> dict:
   out, size = {"image_size": s["input_image_size"], "cores_extrapolated": s["input_cores"],
                "sources": {}}, int(s["input_image_size"])
-  for name in [n.strip() for n in s["input_sources"].split(",") if n.strip()]:
+  names = [n.strip() for n in s["input_sources"].split(",") if n.strip()]
+  if set(names) - set(SOURCES):
+    raise ValueError(f"config.bench.input_sources: unknown {sorted(set(names) - set(SOURCES))}; "
+                     f"known: {sorted(SOURCES)}")
+  for name in names:
     try:
       r = measure(name, s["input_data_dir"], size, s["input_batch_size"], s["input_batches"],
                   s["input_threads"], workdir, tuple(s["input_encodings"].split(",")))

@@ -34,6 +34,17 @@ def markdown(r: dict) -> str:
     lines += ["", "| ratio | median of per-round ratios (of medians, of minima) |", "|---|---|"]
     lines += [f"| {k} | {_ratio(v)} |" for k, v in ts["ratios"].items()]
     lines.append("")
+    vp = ts.get("vs_matmul_peak")
+    if vp:
+      n = vp["matmul_size"]
+      lines += [f"Against the machine's peak (a {n}x{n}x{n} float32 matmul timed in the same "
+                "rounds; fraction = median over rounds of achieved / peak):", "",
+                "| strategy | GFLOP/step (XLA) | achieved GFLOP/s | peak GFLOP/s | fraction | "
+                "floor ms |", "|---|---|---|---|---|---|"]
+      lines += [f"| {k} | {v['gflop_per_step']:.2f} | {v['achieved_gflops_median']:.1f} | "
+                f"{v['matmul_peak_gflops_median']:.1f} | {v['fraction_of_peak_median_paired']:.3f}"
+                f" | {v['floor_ms_at_peak']:.1f} |" for k, v in vp.items() if isinstance(v, dict)]
+      lines.append("")
   inf = r.get("inference")
   if inf:
     lines += ["## Inference", "", "| masks | median ms per batch (min) | images/s |", "|---|---|---|"]
@@ -74,5 +85,25 @@ def markdown(r: dict) -> str:
         lines.append(f"| {ly['path']} | {ly['weights']:,} | {ly['density']:.4f} | {ly['codec']} "
                      f"| {ly['bits_per_weight']:.3f} | {ly['entropy_bound']:.3f} |")
       lines.append("")
+  ip = r.get("input_pipeline")
+  if ip:
+    cores = ip["cores_extrapolated"]
+    lines += [f"## Input pipeline ({ip['image_size']} px training batches)", "",
+              "Images per CPU-second (per core), and that times "
+              f"{cores} cores; CPU ms per image split into decode, resize/crop/flip and the rest.",
+              "", f"| source | form | images/s per core | x{cores} cores | wall images/s | decode ms "
+              "| resize ms | rest ms | bytes/image | vs raw |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, src in ip["sources"].items():
+      if "error" in src:
+        lines.append(f"| {name} | - | {src['error'][:80]} | | | | | | | |")
+        continue
+      for form in [k for k in src if k == "raw" or k.startswith("prepared_")]:
+        row, st = src[form], src[form]["stages"]
+        size = f"{row['bytes_per_image'] / 1e3:.0f} kB" if "bytes_per_image" in row else "-"
+        lines.append(f"| {name} | {form} | {row['images_per_cpu_s']:.0f} | "
+                     f"{row['images_per_s_at_cores']:.0f} | {row['images_per_s']:.0f} | "
+                     f"{st['decode_ms']:.2f} | {st['resize_crop_flip_ms']:.2f} | {row['rest_ms']:.2f}"
+                     f" | {size} | {row.get('speedup_per_core', 1.0):.2f}x |")
+    lines.append("")
   lines.append(f"Peak host memory: {r['peak_host_memory_mb']:.0f} MB.")
   return "\n".join(lines) + "\n"

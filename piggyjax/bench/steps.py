@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from piggyjax import masks, sharding, tasks, train
+from piggyjax.bench import flops
 from piggyjax.bench.common import random_masks, ratio, round_robin, summary, synthetic_batch
 from piggyjax.models import unet
 
@@ -19,7 +20,8 @@ def _jax_step(config, task_id: str, name: str, variables: dict, batch_np: dict):
   consts = runner.put(runner.task.load(config))
   batch = sharding.put_batch(batch_np, runner.mesh)
   # A host copy: the step donates its state, and device_put of a device array may alias it.
-  box = {"state": runner.put(jax.device_get(runner.init_state)), "losses": []}
+  box = {"state": runner.put(jax.device_get(runner.init_state)), "losses": [],
+         "args": (fixed, consts, batch)}
 
   def step():
     box["state"], metrics = runner.train_step(box["state"], fixed, consts, batch)
@@ -45,6 +47,11 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
       step()
     timers[name] = step
     extra[name] = (runner, box)
+  gflop = {name: flops.step_gflop(runner, box["state"], *box["args"])
+           for name, (runner, box) in extra.items()} if s["flops"] else {}
+  if s["flops"]:  # a contestant like the others: same rounds, same load
+    timers["matmul_peak"], mm_gflop = flops.matmul(s["matmul_size"])
+    first["matmul_peak"] = 0.0
   if peer:
     from piggyjax.bench import peer as torch_peer
     torch_peer.self_check()
@@ -74,6 +81,10 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
   for a, b in pairs:
     if a in times and b in times:
       out["ratios"][f"{a}/{b}"] = ratio(times[a], times[b])
+  if s["flops"]:
+    out["vs_matmul_peak"] = {name: flops.vs_peak(times[name], g, times["matmul_peak"], mm_gflop)
+                             for name, g in gflop.items()}
+    out["vs_matmul_peak"]["matmul_size"] = s["matmul_size"]
   out["masked_weights"] = masks.count(masks.init_scores(variables["params"]))
   if peer:
     n = torch_peer.masked_weights(timers["peer_piggyback"].model)

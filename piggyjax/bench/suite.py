@@ -11,7 +11,7 @@ import numpy as np
 
 from piggyjax import tasks, train
 from piggyjax.bench import bank as bench_bank
-from piggyjax.bench import report, steps
+from piggyjax.bench import inputs, report, steps
 from piggyjax.bench.common import machine, peak_host_mb, settings
 
 
@@ -28,8 +28,14 @@ def run(config, peer: bool = False, bank: str | None = None, workdir=None) -> di
     sections = [("train_step", lambda: steps.train_steps(config, s, peer)),
                 ("inference", lambda: steps.inference(config, s)),
                 ("task_switch", lambda: bench_bank.task_switch(config, s, Path(tmp))),
-                ("storage", lambda: bench_bank.storage(config, s, Path(tmp), bank))]
-    for name, fn in sections:
+                ("storage", lambda: bench_bank.storage(config, s, Path(tmp), bank)),
+                ("input_pipeline", lambda: inputs.input_pipeline(config, s, tmp))]
+    chosen = [n.strip() for n in s["sections"].split(",") if n.strip()]
+    unknown = set(chosen) - {n for n, _ in sections}
+    if unknown:
+      raise ValueError(f"config.bench.sections: unknown {sorted(unknown)}; known: "
+                       f"{[n for n, _ in sections]}")
+    for name, fn in [(n, f) for n, f in sections if n in chosen]:
       t = time.perf_counter()
       result[name] = fn()
       result[name]["section_s"] = time.perf_counter() - t

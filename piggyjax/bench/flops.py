@@ -1,0 +1,37 @@
+"""The train step against the machine's physical limit: FLOPs per step from XLA's cost analysis
+over a float32 matmul's FLOP/s, the matmul timed in the same rounds as the steps (so both see
+the same load on a shared machine) and the fraction reported per round, then its median."""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def matmul(n: int = 2048) -> tuple[Callable[[], None], float]:
+  """A timer for an n x n x n float32 matmul and its GFLOP (2 n^3)."""
+  rng = np.random.default_rng(0)
+  a = jax.device_put(rng.standard_normal((n, n), np.float32))
+  b = jax.device_put(rng.standard_normal((n, n), np.float32))
+  mm = jax.jit(jnp.dot)
+  mm(a, b).block_until_ready()
+  return (lambda: mm(a, b).block_until_ready()), 2.0 * n**3 / 1e9
+
+
+def step_gflop(runner, state, fixed, consts, batch) -> float:
+  """XLA's count for one compiled train step (lowering only: nothing runs or is donated)."""
+  cost = runner.train_step.lower(state, fixed, consts, batch).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) / 1e9
+
+
+def vs_peak(step_times: list[float], gflop: float, mm_times: list[float],
+            mm_gflop: float) -> dict:
+  step_rate = gflop / np.asarray(step_times)
+  peak = mm_gflop / np.asarray(mm_times)
+  return {"gflop_per_step": gflop, "achieved_gflops_median": gflop / float(np.median(step_times)),
+          "matmul_peak_gflops_median": mm_gflop / float(np.median(mm_times)),
+          "fraction_of_peak_median_paired": float(np.median(step_rate / peak)),
+          "floor_ms_at_peak": 1e3 * gflop * float(np.median(mm_times)) / mm_gflop}
