@@ -62,6 +62,12 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
   fresh = unet.init(cfg, ((task_id, head_channels),), _task_seed(config, task_id),
                     config.image_size)
   fresh = jax.tree.map(np.asarray, fresh)
+  if getattr(tasks.get(task_id), "zero_head_init", False):
+    # A random 1x1 head adds a random projection of the frozen features to every output, an
+    # offset Piggyback cannot train away (its masks only remove weights): on CamVid it left
+    # the b channel anti-correlated with the truth (docs/ABLATIONS.md). Zero starts at gray.
+    name = unet.head_name(task_id)
+    fresh["params"][name] = {k: np.zeros_like(v) for k, v in fresh["params"][name].items()}
   source = None if bank is None else strategies.get(strategy, config).start_from(bank)
   if source is None:
     return fresh
@@ -77,15 +83,42 @@ def task_steps(config, task_id: str) -> int:
   return int(per_task.get(task_id, config.steps))
 
 
-def optimizer(config, trainable: dict) -> optax.GradientTransformation:
-  """Adam; Piggyback's scores, heads and whole-network weights each get their own rate."""
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def schedule(lr: float, steps: int | None, optim) -> optax.Schedule | float:
+  """``config.optim.schedule``: constant | step (x ``decay_factor`` at each fraction of
+  ``decay_at``, Piggyback's x0.1 halfway by default) | cosine (to 0 at the last step)."""
+  kind = (optim.get("schedule") or "constant") if optim is not None else "constant"
+  if kind not in SCHEDULES:
+    raise ValueError(f"config.optim.schedule={kind!r}; choose one of {', '.join(SCHEDULES)}")
+  if kind == "constant" or not steps:
+    return lr
+  if kind == "cosine":
+    return optax.cosine_decay_schedule(lr, decay_steps=int(steps))
+  fractions = optim.get("decay_at", (0.5,))
+  if isinstance(fractions, (int, float)):
+    fractions = (fractions,)
+  if any(not 0 < float(f) < 1 for f in fractions):
+    raise ValueError(f"config.optim.decay_at={tuple(fractions)}: fractions of the run, each "
+                     "strictly between 0 and 1")
+  factor = float(optim.get("decay_factor", 0.1))
+  # Steps count from 0: with 100 steps and decay_at 0.5, steps 0..49 use lr, 50..99 lr*factor.
+  boundaries = {int(round(float(f) * steps)): factor for f in fractions}
+  return optax.piecewise_constant_schedule(lr, boundaries)
+
+
+def optimizer(config, trainable: dict, steps: int | None = None) -> optax.GradientTransformation:
+  """Adam; Piggyback's scores, heads and whole-network weights each get their own rate, all
+  on ``config.optim.schedule`` over ``steps`` (constant when ``steps`` is None)."""
   def label(path, _):
     top = path[0].key
     return "scores" if top == "scores" else "head" if top.startswith("head_") else "net"
   labels = jax.tree_util.tree_map_with_path(label, trainable)
   o = config.optim
-  txs = {"scores": optax.adam(o.lr_scores), "head": optax.adam(o.lr_head),
-         "net": optax.adam(o.lr)}
+  txs = {"scores": optax.adam(schedule(o.lr_scores, steps, o)),
+         "head": optax.adam(schedule(o.lr_head, steps, o)),
+         "net": optax.adam(schedule(o.lr, steps, o))}
   return optax.multi_transform(txs, labels)
 
 
@@ -139,7 +172,7 @@ class Runner:
     self.model, self.mesh = self.evaluator.model, self.evaluator.mesh
     self.frozen, trainable = self.strategy.split_params(variables["params"], config)
     self.base_stats = variables.get("batch_stats", {})
-    self.tx = optimizer(config, trainable)
+    self.tx = optimizer(config, trainable, task_steps(config, task_id))
     self.threshold = float(config.mask.threshold)
     self.init_state = TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                                  opt_state=self.tx.init(trainable),

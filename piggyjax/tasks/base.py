@@ -8,7 +8,7 @@ over it would bake 60 MB of weights into every compiled program.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,9 @@ class Task:
   head_channels: int        # K of the model's outputs_BHWK
   primary_metric: str       # the key of metrics_finalize() that tables and forgetting use
   higher_is_better: bool
+  # Regression heads start at zero (the output's neutral value: gray ab, mid-gray sigmoid);
+  # classifiers keep the layer's random init, which trained segmentation faster (ABLATIONS.md).
+  zero_head_init: ClassVar[bool] = False
 
   def load(self, config: Any) -> Consts:
     """Host-side constants the loss needs; none by default."""

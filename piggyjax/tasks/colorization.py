@@ -14,6 +14,7 @@ values and SSIM (data range 255), each per image, then averaged over valid image
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,7 @@ class Colorization(Task):
   head_channels: int = 2
   primary_metric: str = "mse"
   higher_is_better: bool = False
+  zero_head_init: ClassVar[bool] = True   # ab = 0: starts at gray
 
   def model_input(self, batch: Batch) -> jax.Array:
     return gray_input(batch["image"])

@@ -16,7 +16,7 @@ family.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +108,7 @@ class Style(Task):
   primary_metric: str = "total_loss"
   higher_is_better: bool = False
   style_name: str = "starry_night"
+  zero_head_init: ClassVar[bool] = True   # sigmoid(0): starts at mid-gray
 
   def load(self, config: Any) -> Consts:
     """Reads config.style.{content_weight, style_weight, tv_weight, style_size, vgg_weights},
