@@ -211,15 +211,9 @@ class Bank:
 
   def load(self, task: str) -> dict:
     """The task's variables ({'params', 'batch_stats'?}), ready for ``UNet.apply``."""
-    arrays, mask, meta = self.load_payload(task)
-    latest = None
-    if meta["strategy"] in ("base", "finetune"):
-      # Fine-tuning keeps one network: the first task and every fine-tuned one run on the
-      # backbone of the latest fine-tuned task (which is how fine-tuning forgets).
-      tuned = [t for t in self.tasks() if self.meta(t)["strategy"] == "finetune"]
-      if tuned:
-        latest = arrays if tuned[-1] == task else self.load_payload(tuned[-1])[0]
-    return strategies.assemble_stored(meta["strategy"], self.base(), arrays, mask, latest)
+    # The strategy assembles it: fine-tuned tasks (and the first) run on the latest fine-tuned
+    # backbone, which is how fine-tuning forgets; PackNet joins the weights of earlier tasks.
+    return strategies.load_stored(self, task)
 
   def sizes(self) -> dict:
     """Bytes on disk: the base, each task, and the total."""

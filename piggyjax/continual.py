@@ -82,7 +82,10 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   for j, task_id in enumerate(task_ids):
     if j < len(rows):
       continue  # finished before a restart: its row and outputs are in the progress file
-    if task_id not in bank.tasks():
+    # PackNet adopts the shared first task: it prunes that dense network and retrains it.
+    adopt = (j == 0 and task_id in bank.tasks() and bank.meta(task_id)["strategy"] == "base"
+             and getattr(strategies.get(strategy, config), "adopts_first", False))
+    if task_id not in bank.tasks() or adopt:
       train.train_task(config, task_id, strategy, workdir / strategy / task_id, bank=bank,
                        consts=task_consts(consts, task_id, config))
       bank = Bank.open(bank_path)

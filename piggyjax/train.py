@@ -68,10 +68,11 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
     # the b channel anti-correlated with the truth (docs/ABLATIONS.md). Zero starts at gray.
     name = unet.head_name(task_id)
     fresh["params"][name] = {k: np.zeros_like(v) for k, v in fresh["params"][name].items()}
-  source = None if bank is None else strategies.get(strategy, config).start_from(bank)
+  strat = strategies.get(strategy, config)
+  source = None if bank is None else strat.start_from(bank)
   if source is None:
     return fresh
-  out = {"params": {**fresh["params"], "backbone": source["params"]["backbone"]}}
+  out = {"params": {**fresh["params"], **strat.start_params(source, task_id)}}
   if "batch_stats" in fresh:
     out["batch_stats"] = {"backbone": source["batch_stats"]["backbone"]}
   return out
@@ -191,6 +192,8 @@ class Runner:
     frozen, base_stats = fixed["params"], fixed["stats"]
     x = self.task.model_input(batch)
     norms_train = self.strategy.norms_train and bool(state.batch_stats)
+    extra = fixed.get("extra", {})  # the strategy's constants (teacher, Fisher, buffer, owners)
+    trainable_in = self.strategy.before_step(state.trainable, extra, state.step)
 
     def loss_fn(trainable):
       v = self.variables(frozen, trainable, state.batch_stats)
@@ -203,10 +206,12 @@ class Runner:
       loss, aux = self.task.loss(consts, out, batch)
       return loss, (aux, stats)
 
-    (loss, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.trainable)
+      loss, aux = self.strategy.add_loss(self, loss, aux, trainable, v, extra, batch)
+    (loss, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable_in)
+    updates, opt_state = self.tx.update(grads, state.opt_state, trainable_in)
+    updates = self.strategy.mask_updates(updates, trainable_in, extra, state.step)
     stats = self.strategy.keep_stats(base_stats, stats) if norms_train else stats
-    new = state.replace(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates),
+    new = state.replace(step=state.step + 1, trainable=optax.apply_updates(trainable_in, updates),
                         opt_state=opt_state, batch_stats=stats)
     return new, {"loss": loss, **aux}
 
@@ -235,10 +240,11 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   variables = initial_variables(config, task_id, task.head_channels, strategy, bank)
   runner = Runner(config, task_id, stored_as, variables)
   consts = runner.put(task.load(config) if consts is None else consts)
-  fixed = runner.put({"params": runner.frozen, "stats": runner.base_stats})
+  extra = runner.strategy.prepare(config, task_id, bank, variables)  # host arrays
+  fixed = runner.put({"params": runner.frozen, "stats": runner.base_stats, "extra": extra})
   state = runner.put(runner.init_state)
 
-  steps = task_steps(config, task_id)
+  steps = runner.strategy.total_steps(task_steps(config, task_id), extra)
   mgr = _checkpoint_manager(workdir / "checkpoints", config)
   start = ckpt_verify.resume_step(mgr, workdir / "checkpoints")  # the newest with good bytes
   if start:
@@ -314,6 +320,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
                                     trained.batch_stats, config)
   meta = {"metrics": eval_metrics, "threshold": float(config.mask.threshold),
           "norm": config.mask.norm, "steps": steps, "head_channels": task.head_channels,
+  arrays, mask = runner.strategy.after_task(runner, trained, fixed, consts, extra, arrays, mask)
           "trained_as": strategy}
   bank_root = bank.root if bank is not None else Path(bank_path or workdir / "bank")
   if sharding.is_writer():

@@ -43,4 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.style_image = ""              # an explicit painting for a style task, else data_dir/styles
   c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
   c.figure_images = 4             # evaluation images per task in the comparison grids
+  # The baselines (docs/BASELINES.md says where each default comes from).
+  c.packnet = ml_collections.ConfigDict({"first_prune": 0.5, "prune": 0.75, "retrain_steps": 0})
+  c.lwf = ml_collections.ConfigDict({"lam": 1.0, "temperature": 2.0})
+  c.ewc = ml_collections.ConfigDict({"lam": 100.0, "gamma": 1.0, "batches": 8})
+  c.replay = ml_collections.ConfigDict({"per_task": 16, "batch_size": 4, "weight": 1.0})
   return c

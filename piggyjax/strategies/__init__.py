@@ -11,18 +11,28 @@ the bank's base and the task stores only its head.
 | finetune  | everything, from the latest| backbone + head (the latest one is used) |
 | decoder   | decoder + head             | decoder + head (+ decoder BN stats)      |
 | piggyback | mask scores + head         | packed mask + head (+ norms if per_task) |
+| packnet   | free kernels + head, pruned| ownership mask + owned values + head     |
+| lwf       | like finetune + distillation of old heads | like finetune             |
+| ewc       | like finetune + Fisher penalty | like finetune + accumulated Fisher   |
+
+docs/BASELINES.md says how each baseline follows its paper and where defaults come from.
 """
 from __future__ import annotations
 
 from piggyjax.strategies.base import (Strategy, heads_of, is_decoder, is_norm, merge,  # noqa: F401
                                       split)
 from piggyjax.strategies.decoder import Decoder, is_decoder_stats
+from piggyjax.strategies.ewc import EWC
 from piggyjax.strategies.finetune import Finetune
+from piggyjax.strategies.lwf import LwF
+from piggyjax.strategies.packnet import PackNet
 from piggyjax.strategies.piggyback import Piggyback
 from piggyjax.strategies.scratch import Scratch
 from piggyjax.strategies import base as _base
 
-NAMES = ("scratch", "finetune", "decoder", "piggyback")
+NAMES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc")
+PAPER = ("scratch", "finetune", "decoder", "piggyback")  # the Piggyback paper's four
+_SIMPLE = {"scratch": Scratch, "finetune": Finetune, "lwf": LwF, "ewc": EWC}
 STORED = ("base", *NAMES)  # strategy names a bank's meta.json may carry
 
 # Old spellings, kept for callers of the single-module version.
@@ -38,10 +48,10 @@ def get(name: str, config=None) -> Strategy:
     return Decoder("decoder", norms_train="decoder", owns_stats=is_decoder_stats, config=config)
   if name == "base":
     return _base.Base(name, config=config)
-  if name == "scratch":
-    return Scratch(name, config=config)
-  if name == "finetune":
-    return Finetune(name, config=config)
+  if name in _SIMPLE:
+    return _SIMPLE[name](name, config=config)
+  if name == "packnet":  # BatchNorm stays the base's, in inference mode, as in the original
+    return PackNet(name, norms_train=False, config=config)
   raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(NAMES)}")
 
 
@@ -55,3 +65,19 @@ def assemble_stored(strategy_name: str, base: dict, arrays: dict, mask: dict | N
                     latest: dict | None = None) -> dict:
   """A stored task's full variables {'params', 'batch_stats'?} from the base and its payload."""
   return get(strategy_name).assemble_stored(base, arrays, mask, latest)
+
+
+def load_stored(bank, task: str) -> dict:
+  """``Bank.load``: the task's variables, assembled by the strategy that stored it.
+
+  A task of a strategy that shares one backbone (fine-tune, and the bank's first task) runs on
+  the backbone of the latest such task, which is how those strategies forget.
+  """
+  arrays, mask, meta = bank.load_payload(task)
+  strat = get(meta["strategy"])
+  latest = None
+  if meta["strategy"] == "base" or strat.shares_backbone:
+    tuned = [t for t in bank.tasks() if get(bank.meta(t)["strategy"]).shares_backbone]
+    if tuned:
+      latest = arrays if tuned[-1] == task else bank.load_payload(tuned[-1])[0]
+  return strat.load_stored(bank, task, arrays, mask, meta, latest)

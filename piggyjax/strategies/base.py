@@ -52,6 +52,12 @@ def host(tree):
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+def host_copy(tree):
+  """Fresh numpy copies: a train step donates its state, so a strategy's constants must not
+  share a buffer with the weights the task starts from."""
+  return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
+
+
 def heads_of(params: dict) -> dict:
   return {k: v for k, v in params.items() if k.startswith("head_")}
 
@@ -77,12 +83,18 @@ class Strategy:
   # Which batch_stats paths the task owns (the others are restored from the base after a step).
   owns_stats: Callable = lambda path: True
   config: Any = dataclasses.field(default=None, compare=False, hash=False, repr=False)
+  # Tasks of a strategy that shares one backbone run on the latest one stored (fine-tune).
+  shares_backbone = False
 
   # -- training ---------------------------------------------------------------------------
 
   def start_from(self, bank) -> dict | None:
     """Variables whose backbone (and BN stats) a new task starts from; None: random init."""
     return bank.base()
+
+  def start_params(self, source: dict, task_id: str) -> dict:
+    """What of ``start_from``'s params a new task takes (its head is fresh by default)."""
+    return {"backbone": source["params"]["backbone"]}
 
   def split_params(self, params: dict, config) -> tuple[dict, dict]:
     """(frozen, trainable) from full params (backbone + this task's head)."""
@@ -98,6 +110,33 @@ class Strategy:
     own, _ = split(new_stats, self.owns_stats)
     _, rest = split(base_stats, self.owns_stats)
     return merge(rest, own)
+
+  # -- around the train step (``extra`` is ``prepare``'s pytree, on the device in the step) --
+
+  def prepare(self, config, task_id: str, bank, variables: dict) -> dict:
+    """Before a task: the constants its step needs (a teacher, a Fisher, a buffer), as arrays."""
+    return {}
+
+  def total_steps(self, steps: int, extra: dict) -> int:
+    return steps
+
+  def before_step(self, trainable: dict, extra: dict, step: jax.Array) -> dict:
+    """Traced at the start of every step (PackNet prunes here)."""
+    return trainable
+
+  def add_loss(self, runner, loss: jax.Array, aux: dict, trainable: dict, variables: dict,
+               extra: dict, batch: dict) -> tuple[jax.Array, dict]:
+    """The task's loss plus the strategy's terms (a penalty, distillation, replayed batches)."""
+    return loss, aux
+
+  def mask_updates(self, updates: dict, trainable: dict, extra: dict, step: jax.Array) -> dict:
+    """Which optimizer updates are applied (PackNet: only to the weights a task may change)."""
+    return updates
+
+  def after_task(self, runner, state, fixed: dict, consts, extra: dict, arrays: dict,
+                 mask: dict | None) -> tuple[dict, dict | None]:
+    """After a task: what the bank stores, given ``payload``'s (a Fisher, a buffer, owners)."""
+    return arrays, mask
 
   # -- storing and restoring ----------------------------------------------------------------
 
@@ -120,6 +159,12 @@ class Strategy:
                      heads_of(params))
       stats = latest.get("batch_stats", {})
     return with_base(base, params, stats)
+
+
+  def load_stored(self, bank, task: str, arrays: dict, mask: dict | None, meta: dict,
+                  latest: dict | None) -> dict:
+    """``Bank.load``: the default needs only the task's own payload (and ``latest``)."""
+    return self.assemble_stored(bank.base(), arrays, mask, latest)
 
 
 class Base(Strategy):

@@ -7,7 +7,6 @@ from piggyjax.strategies.base import Strategy
 
 
 class Finetune(Strategy):
-  # Tasks of these strategies share one backbone: the latest one stored is everyone's.
   shares_backbone = True
 
   def start_from(self, bank):
