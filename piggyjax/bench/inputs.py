@@ -121,7 +121,7 @@ def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batche
   raw = make_source(task, "train", source_config(name, data_dir, image_size))
   out = {"task": task, "records": len(raw), "raw": pipeline_rate(raw, image_size, batch_size,
                                                                   n_batches, threads)}
-  out["raw"]["stages"] = stages(raw, image_size, max(len(raw), 24))
+  out["raw"]["stages"] = stages(raw, image_size, min(max(len(raw), 24), 96))
   _split(out["raw"])
   with tempfile.TemporaryDirectory(dir=workdir) as tmp:
     for enc in encodings:
@@ -132,7 +132,7 @@ def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batche
       prepare_s = (_cpu() - t) / len(raw)
       prep = make_source(task, "train", source_config(name, data_dir, image_size, d))
       row = pipeline_rate(prep, image_size, batch_size, n_batches, threads)
-      row["stages"] = stages(prep, image_size, max(len(prep), 24))
+      row["stages"] = stages(prep, image_size, min(max(len(prep), 24), 96))
       _split(row)
       row["prepare_cpu_ms_per_image"] = 1e3 * prepare_s
       row["bytes_per_image"] = sum(s["bytes"] for s in m["shards"]) / len(raw)
