@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from piggyjax import masks, strategies
+from piggyjax import diskfull, masks, strategies
 from piggyjax.bank_files import (  # noqa: F401  (BankError and _sealed are imported from here)
     BankError, _fsync_dir, _plain_relpath, _read_json, _seal_ok, _sealed, _sha256_dir,
     _sha256_file, _write_bytes, _write_json_atomic, decode_arrays, decode_mask, encode_arrays,
@@ -85,8 +85,9 @@ class Bank:
         shutil.rmtree(stale)
     tmp = root / f".base.{uuid.uuid4().hex}"
     ckptr = _checkpointer()
-    ckptr.save(tmp, base)
-    ckptr.wait_until_finished()
+    with diskfull.guard(root / "base", sum(np.asarray(v).nbytes for v in jax.tree.leaves(base))):
+      ckptr.save(tmp, base)
+      ckptr.wait_until_finished()
     os.replace(tmp, root / "base")
     (root / "tasks").mkdir(exist_ok=True)
     info = _sealed({"format": FORMAT, "arch": arch, "fingerprint": fingerprint(base), "tasks": [],

@@ -19,7 +19,7 @@ import numpy as np
 import zstandard
 from flax import traverse_util
 
-from piggyjax import maskcode, masks
+from piggyjax import diskfull, maskcode, masks
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # one path part, never '..'
 ZSTD_LEVEL = 10
@@ -55,8 +55,9 @@ def _sha256_dir(root: Path) -> dict[str, str]:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
   tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
+  text = json.dumps(obj, indent=1, sort_keys=True)
+  with diskfull.guard(path, len(text)), open(tmp, "w") as f:  # full: the old file stays
+    f.write(text)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -64,7 +65,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-  with open(path, "wb") as f:
+  with diskfull.guard(path, len(data)), open(path, "wb") as f:
     f.write(data)
     f.flush()
     os.fsync(f.fileno())

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from absl import logging
 
-from piggyjax import sharding
+from piggyjax import diskfull, sharding
 from piggyjax.bank_files import _read_json, _seal_ok, _sealed, _sha256_dir, _write_json_atomic
 
 MANIFESTS = "checkpoint_sha256"
 DAMAGED = "damaged_checkpoints"
+_saving: dict[Path, tuple[int, int]] = {}  # checkpoints dir -> (step, bytes) of its last save
 
 
 class CheckpointError(RuntimeError):
@@ -39,10 +40,26 @@ def _manifest(ckpt_root: Path, step: int) -> Path:
   return ckpt_root.parent / MANIFESTS / f"{step}.json"
 
 
+def save(mgr, step: int, state, ckpt_root: Path) -> None:
+  """``mgr.save`` of ``state`` at ``step``; a full disk is a ``DiskFull`` naming the checkpoint
+  (the ones before it stay as they were: Orbax writes into a temporary directory first)."""
+  import orbax.checkpoint as ocp
+  _saving[ckpt_root] = (step, _nbytes(state))  # an async failure is reported by ``seal``
+  with diskfull.guard(ckpt_root / str(step), _saving[ckpt_root][1]):
+    mgr.save(step, args=ocp.args.StandardSave(state))
+
+
+def _nbytes(tree) -> int:
+  import jax
+  return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
+
+
 def seal(mgr, ckpt_root: Path, since: int = 0) -> None:
   """Wait for Orbax's saves, then record the sha256 of every checkpoint after ``since`` that
   has none yet; drop the manifests of checkpoints Orbax has deleted."""
-  mgr.wait_until_finished()
+  step, nbytes = _saving.get(ckpt_root, (None, None))
+  with diskfull.guard(ckpt_root / str(step) if step else ckpt_root, nbytes):
+    mgr.wait_until_finished()  # raises what an asynchronous save met
   if not sharding.is_writer():
     return
   steps = set(mgr.all_steps())

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from piggyjax import data, locking, report, sharding, strategies, tasks, train, validate
+from piggyjax import (data, diskfull, locking, report, sharding, strategies, tasks, train,
+                      validate)
 from piggyjax.bank import Bank
 
 
@@ -53,8 +54,15 @@ def _curve(run_dir: Path) -> list[list[float]]:
   path = run_dir / "metrics.jsonl"
   if not path.exists():
     return []
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return [[r["step"], r["train/loss"]] for r in rows if "train/loss" in r]
+  by_step = {}
+  for line in path.read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:  # a line torn by a kill; the rerun logged that step again
+      continue
+    if isinstance(row, dict) and "train/loss" in row:
+      by_step[row["step"]] = row["train/loss"]  # a resumed run repeats steps: the same values
+  return [[step, loss] for step, loss in sorted(by_step.items())]
 
 
 def task_consts(cache: dict, task_id: str, config):
@@ -75,7 +83,9 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   if sharding.is_writer() and not (bank_path / "bank.json").exists():
     tmp = workdir / f".bank_{strategy}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(workdir / "bank_base", tmp)  # the first task is shared by all strategies
+    size = sum(f.stat().st_size for f in (workdir / "bank_base").rglob("*") if f.is_file())
+    with diskfull.guard(tmp, size):  # the copy is renamed into place whole, or not at all
+      shutil.copytree(workdir / "bank_base", tmp)  # the first task is shared by all strategies
     os.replace(tmp, bank_path)
   sharding.barrier(f"piggyjax copied {bank_path}")  # the others open it next
   bank = Bank.open(bank_path)
@@ -195,6 +205,4 @@ def run(config, workdir: Path) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1))
-  os.replace(tmp, path)
+  diskfull.write_atomic(path, json.dumps(obj, indent=1))  # killed or disk full: the old one

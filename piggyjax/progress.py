@@ -24,6 +24,8 @@ class Reporter:
     if workdir is not None:
       workdir.mkdir(parents=True, exist_ok=True)
       self._jsonl = open(workdir / "metrics.jsonl", "a")
+      if self._jsonl.tell() and not (workdir / "metrics.jsonl").read_bytes().endswith(b"\n"):
+        self._jsonl.write("\n")  # a line torn by a kill stays a line of its own
       try:
         from tensorboardX import SummaryWriter
         self._tb = SummaryWriter(str(workdir / "tb"))

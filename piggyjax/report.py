@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 import os
@@ -15,6 +16,8 @@ import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from piggyjax import diskfull
 
 Results = dict[str, Any]
 Table = list[list[str]]
@@ -181,13 +184,13 @@ def write_tables(results: Results, outdir: str) -> dict[str, str]:
     if results["strategies"][n].get("matrix"):
       md.append(f"\n### {HEADERS.get(n, n)}\n\n" + markdown(matrix_table(results, n)))
   paths = {k: os.path.join(outdir, f"results.{k}") for k in ("md", "csv", "json")}
-  with open(paths["md"], "w") as f:
-    f.write("".join(md))
-  with open(paths["csv"], "w", newline="") as f:
-    csv.writer(f).writerows(rows)
-  with open(paths["json"], "w") as f:
-    # A copy: the file always carries the forgetting summary, the caller's dict is untouched.
-    json.dump(to_jsonable(summarize(copy.deepcopy(results))), f, indent=2, allow_nan=False)
+  rows_csv = io.StringIO(newline="")
+  csv.writer(rows_csv).writerows(rows)
+  # A copy: the file always carries the forgetting summary, the caller's dict is untouched.
+  blob = json.dumps(to_jsonable(summarize(copy.deepcopy(results))), indent=2, allow_nan=False)
+  # All three or none: a kill or a full disk leaves the previous tables whole.
+  diskfull.write_all_atomic({paths["md"]: "".join(md), paths["csv"]: rows_csv.getvalue(),
+                             paths["json"]: blob})
   return paths
 
 
@@ -204,7 +207,9 @@ def _figure(nrows: int, ncols: int, w: float, h: float):
 
 def _save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  png = io.BytesIO()
+  fig.savefig(png, dpi=110, bbox_inches="tight", format=os.path.splitext(path)[1][1:] or "png")
+  diskfull.write_atomic(path, png.getvalue(), fsync=False)  # never a half-written figure
   return path
 
 

@@ -284,7 +284,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
         report(*pending)  # never persist a state whose loss was not finite
         pending = None
         ckpt_verify.seal(mgr, workdir / "checkpoints", start)  # the previous save, finished
-        mgr.save(step, args=ocp.args.StandardSave(state))
+        ckpt_verify.save(mgr, step, state, workdir / "checkpoints")  # DiskFull when full
         unchecked = step
       eval_every = config.get("eval_every") or 0
       if eval_every and step % eval_every == 0 and step < steps:  # the last step is evaluated below

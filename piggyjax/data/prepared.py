@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from piggyjax import diskfull
 from piggyjax.data import records, transforms
 
 FORMAT = 1
@@ -129,9 +130,8 @@ def decode(buf: bytes) -> dict:
 # ---- writing ---------------------------------------------------------------------------------
 
 def _write_json(path: Path, obj: dict) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1))
-  os.replace(tmp, path)  # a kill leaves the old manifest or the new one, never half of one
+  # A kill or a full disk leaves the old manifest or the new one, never half of one.
+  diskfull.write_atomic(path, json.dumps(obj, indent=1), fsync=False)
 
 
 def file_sha256(path: Path) -> str:
@@ -175,16 +175,19 @@ def prepare(source, directory: str | os.PathLike, *, task_id: str, split: str, i
   for k in range(len(manifest["shards"]), total):
     name = f"shard-{k:05d}.arrayrecord"
     tmp = root / (name + ".tmp")
-    writer = ar.ArrayRecordWriter(str(tmp), "group_size:1,uncompressed")  # random access
-    count, skipped = 0, {}
-    for i in range(k * shard_size, min((k + 1) * shard_size, n)):
-      try:
-        writer.write(encode(source[i], shorter, encoding))
-      except records.SkipRecord as e:  # kept as a marker, so indices match the raw source
-        writer.write(encode(None, shorter, encoding, skip=str(e)))
-        skipped[str(i)] = str(e)
-      count += 1
-    writer.close()
+    # A full disk names this shard and about how much it needed (the last one's size); the
+    # shards committed before it, and the manifest listing them, stay as they were.
+    with diskfull.guard(tmp, manifest["shards"][-1]["bytes"] if manifest["shards"] else None):
+      writer = ar.ArrayRecordWriter(str(tmp), "group_size:1,uncompressed")  # random access
+      count, skipped = 0, {}
+      for i in range(k * shard_size, min((k + 1) * shard_size, n)):
+        try:
+          writer.write(encode(source[i], shorter, encoding))
+        except records.SkipRecord as e:  # kept as a marker, so indices match the raw source
+          writer.write(encode(None, shorter, encoding, skip=str(e)))
+          skipped[str(i)] = str(e)
+        count += 1
+      writer.close()
     os.replace(tmp, root / name)
     manifest["shards"].append({"file": name, "records": count, "sha256": file_sha256(root / name),
                                "bytes": (root / name).stat().st_size, "skipped": skipped})
