@@ -99,6 +99,10 @@ def test_damaged_shard_is_named(tmp_path):
   ps[0]  # another shard is fine
   with pytest.raises(prepared.PreparedError, match="shard-00001.arrayrecord is damaged"):
     ps[3]
+  again = Gradients()
+  _prepare(again, tmp_path / "p")    # preparing again rewrites the damaged shard and what follows
+  assert again.reads == 4 + 4
+  assert _open(Gradients(), tmp_path / "p")[3]["image"].shape[-1] == 3
 
 
 def test_stale_or_mismatched_set_is_refused(tmp_path):

@@ -12,7 +12,8 @@ Layout of a prepared directory::
   shard-00000.arrayrecord ...   ``shard_size`` records each; a skipped record is a marker
 
 ``prepare`` is resumable: each shard is written to a temporary name, renamed, then added to the
-manifest with its SHA-256, so a killed run redoes at most the shard it was writing. A reader
+manifest with its SHA-256, so a killed run redoes at most the shard it was writing; run again,
+it also rewrites shards that went missing or no longer match their SHA-256. A reader
 checks a shard's SHA-256 the first time it touches that shard and names the shard if it differs;
 a set whose task, split, crop size or source fingerprint differs from the run's is refused.
 """
@@ -170,6 +171,12 @@ def prepare(source, directory: str | os.PathLike, *, task_id: str, split: str, i
                           f"{old.get('image_size')} vs {image_size}); delete it or prepare into "
                           "another directory")
     manifest = old
+    for k, entry in enumerate(manifest["shards"]):  # a damaged or missing shard: redo from it on
+      f = root / entry["file"]
+      if not f.is_file() or f.stat().st_size != entry["bytes"] or file_sha256(f) != entry["sha256"]:
+        records.log.warning("prepared shard %s is missing or damaged: writing it again", f)
+        manifest["shards"], manifest["complete"] = manifest["shards"][:k], False
+        break
   n, total = len(source), math.ceil(len(source) / shard_size)
   shorter = stored_shorter(image_size)
   for k in range(len(manifest["shards"]), total):
@@ -235,9 +242,8 @@ class PreparedSource(records.Source):
       got = file_sha256(self.root / entry["file"])
       if got != entry["sha256"]:
         raise PreparedError(f"prepared shard {self.root / entry['file']} is damaged (SHA-256 "
-                            f"{got[:12]}..., manifest {entry['sha256'][:12]}...); delete it and "
-                            "its manifest entry's successors, or the whole directory, and prepare "
-                            "again")
+                            f"{got[:12]}..., manifest {entry['sha256'][:12]}...); run experiments/"
+                            "prepare.py again with the run's flags: it rewrites damaged shards")
       self._shards[k] = grain.sources.ArrayRecordDataSource([str(self.root / entry["file"])])
       return self._shards[k]
 
