@@ -204,9 +204,10 @@ class Runner:
       else:
         out, stats = self.model.apply(v, x, self.task_id, False), state.batch_stats
       loss, aux = self.task.loss(consts, out, batch)
+      loss, aux = self.strategy.add_loss(self, loss, aux, trainable, v, extra, batch,
+                                         state.step)
       return loss, (aux, stats)
 
-      loss, aux = self.strategy.add_loss(self, loss, aux, trainable, v, extra, batch)
     (loss, (aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable_in)
     updates, opt_state = self.tx.update(grads, state.opt_state, trainable_in)
     updates = self.strategy.mask_updates(updates, trainable_in, extra, state.step)

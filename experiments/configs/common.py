@@ -48,4 +48,5 @@ def base_config() -> ml_collections.ConfigDict:
   c.lwf = ml_collections.ConfigDict({"lam": 1.0, "temperature": 2.0})
   c.ewc = ml_collections.ConfigDict({"lam": 100.0, "gamma": 1.0, "batches": 8})
   c.replay = ml_collections.ConfigDict({"per_task": 16, "batch_size": 4, "weight": 1.0})
+  c.joint = ml_collections.ConfigDict({"max_examples": 0})
   return c

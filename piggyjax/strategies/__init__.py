@@ -14,6 +14,8 @@ the bank's base and the task stores only its head.
 | packnet   | free kernels + head, pruned| ownership mask + owned values + head     |
 | lwf       | like finetune + distillation of old heads | like finetune             |
 | ewc       | like finetune + Fisher penalty | like finetune + accumulated Fisher   |
+| replay    | like finetune + replayed buffers | like finetune + K examples of the task |
+| joint     | backbone + every head, tasks 1..k at once | backbone + every head         |
 
 docs/BASELINES.md says how each baseline follows its paper and where defaults come from.
 """
@@ -24,15 +26,19 @@ from piggyjax.strategies.base import (Strategy, heads_of, is_decoder, is_norm, m
 from piggyjax.strategies.decoder import Decoder, is_decoder_stats
 from piggyjax.strategies.ewc import EWC
 from piggyjax.strategies.finetune import Finetune
+from piggyjax.strategies.joint import Joint
 from piggyjax.strategies.lwf import LwF
 from piggyjax.strategies.packnet import PackNet
 from piggyjax.strategies.piggyback import Piggyback
+from piggyjax.strategies.replay import Replay
 from piggyjax.strategies.scratch import Scratch
 from piggyjax.strategies import base as _base
 
-NAMES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc")
+NAMES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
+         "joint")
 PAPER = ("scratch", "finetune", "decoder", "piggyback")  # the Piggyback paper's four
-_SIMPLE = {"scratch": Scratch, "finetune": Finetune, "lwf": LwF, "ewc": EWC}
+_SIMPLE = {"scratch": Scratch, "finetune": Finetune, "lwf": LwF, "ewc": EWC, "replay": Replay,
+           "joint": Joint}
 STORED = ("base", *NAMES)  # strategy names a bank's meta.json may carry
 
 # Old spellings, kept for callers of the single-module version.

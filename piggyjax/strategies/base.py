@@ -125,7 +125,7 @@ class Strategy:
     return trainable
 
   def add_loss(self, runner, loss: jax.Array, aux: dict, trainable: dict, variables: dict,
-               extra: dict, batch: dict) -> tuple[jax.Array, dict]:
+               extra: dict, batch: dict, step: jax.Array) -> tuple[jax.Array, dict]:
     """The task's loss plus the strategy's terms (a penalty, distillation, replayed batches)."""
     return loss, aux
 
@@ -155,8 +155,9 @@ class Strategy:
     """
     params, stats = arrays.get("params", {}), arrays.get("batch_stats", {})
     if latest is not None:
-      params = merge({k: v for k, v in latest["params"].items() if k == "backbone"},
-                     heads_of(params))
+      own = heads_of(params)  # a newer copy of its head in ``latest`` wins (joint trains them)
+      newer = {k: v for k, v in heads_of(latest["params"]).items() if k in own}
+      params = merge({k: v for k, v in latest["params"].items() if k == "backbone"}, own, newer)
       stats = latest.get("batch_stats", {})
     return with_base(base, params, stats)
 

@@ -86,7 +86,7 @@ class EWC(shared.Shared):
     gamma = float(self.param("gamma", 1.0))
     return jax.tree.map(lambda a, b: np.asarray(gamma * a + b, np.float32), old, new)
 
-  def add_loss(self, runner, loss, aux, trainable, variables, extra, batch):
+  def add_loss(self, runner, loss, aux, trainable, variables, extra, batch, step):
     if extra.get("fisher") is None or float(self.param("lam", 100.0)) == 0.0:
       return loss, aux  # lam = 0: fine-tune's very program (a term times 0 fuses differently)
     sq = jax.tree.map(lambda f, w, a: jnp.sum(f * jnp.square(w - a)), extra["fisher"],

@@ -41,7 +41,7 @@ class LwF(shared.Shared):
     return {"lam": np.float32(self.param("lam", 1.0)), "teacher": host_copy(teacher),
             "heads": shared.old_heads(bank, task_id)}
 
-  def add_loss(self, runner, loss, aux, trainable, variables, extra, batch):
+  def add_loss(self, runner, loss, aux, trainable, variables, extra, batch, step):
     if not extra.get("heads") or float(self.param("lam", 1.0)) == 0.0:
       return loss, aux  # lam = 0: fine-tune's very program (a term times 0 fuses differently)
     x = runner.task.model_input(batch)
