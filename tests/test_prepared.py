@@ -1,7 +1,6 @@
 """Prepared sets (piggyjax/data/prepared.py): read back equal to what was prepared and to the raw
 source's crops for the same seed, resumable after a kill, damaged shards named, stale sets
 refused. Plus JPEG draft decoding against the full-size path."""
-import json
 
 import ml_collections
 import numpy as np

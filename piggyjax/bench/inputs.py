@@ -13,7 +13,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +34,10 @@ SOURCES = {
 
 def _cpu() -> float:
   return time.process_time()  # every thread of this process, ns resolution (os.times: 10 ms)
+
+
+def _cpu_thread() -> float:
+  return time.thread_time()
 
 
 class Cycled:
@@ -94,10 +97,6 @@ def stages(source, image_size: int, records_n: int, seed: int = 0) -> dict:
   if read_draft:
     out["decode_draft_ms"] = 1e3 * float(np.mean(read_draft))
   return out
-
-
-def _cpu_thread() -> float:
-  return time.thread_time()
 
 
 def pipeline_rate(source, image_size: int, batch_size: int, n_batches: int, threads: int,
