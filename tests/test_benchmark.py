@@ -50,9 +50,9 @@ def result(tiny_bank, tmp_path_factory):
 
 def test_train_step_figures(result):
   ts = result["train_step"]
-  assert set(ts["strategies"]) == {"finetune", "piggyback", "matmul_peak"}
+  assert set(ts["strategies"]) == {"finetune", "piggyback", "matmul_peak", "forward"}
   for name, row in ts["strategies"].items():
-    if name == "matmul_peak":
+    if name in ("matmul_peak", "forward"):
       continue
     _positive_timing(row)
     assert len(row["times_ms"]) == 2
@@ -125,13 +125,15 @@ def test_settings_reject_unknown_fields():
 def test_flops_against_matmul_peak(result):
   vp = result["train_step"]["vs_matmul_peak"]
   assert vp["matmul_size"] == 128
-  for name in ("finetune", "piggyback"):
+  for name in ("finetune", "piggyback", "forward"):
     row = vp[name]
     assert row["gflop_per_step"] > 0 and row["matmul_peak_gflops_median"] > 0
     assert row["fraction_of_peak_median_paired"] > 0 and row["floor_ms_at_peak"] > 0
     times = result["train_step"]["strategies"][name]["times_ms"]
     assert row["achieved_gflops_median"] == pytest.approx(
         row["gflop_per_step"] / (np.median(times) / 1e3), rel=1e-3)
+  # a forward pass is about a third of a step's work
+  assert vp["forward"]["gflop_per_step"] < 0.6 * vp["piggyback"]["gflop_per_step"]
 
 
 def test_input_pipeline_figures(result):

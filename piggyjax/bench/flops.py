@@ -20,11 +20,30 @@ def matmul(n: int = 2048) -> tuple[Callable[[], None], float]:
   return (lambda: mm(a, b).block_until_ready()), 2.0 * n**3 / 1e9
 
 
-def step_gflop(runner, state, fixed, consts, batch) -> float:
-  """XLA's count for one compiled train step (lowering only: nothing runs or is donated)."""
-  cost = runner.train_step.lower(state, fixed, consts, batch).compile().cost_analysis()
+def _gflop(compiled) -> float:
+  cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"]) / 1e9
+
+
+def step_gflop(runner, state, fixed, consts, batch) -> float:
+  """XLA's count for one compiled train step (lowering only: nothing runs or is donated)."""
+  return _gflop(runner.train_step.lower(state, fixed, consts, batch).compile())
+
+
+def forward(config, task_id: str, variables: dict, batch_np: dict) -> tuple[Callable[[], None], float]:
+  """The step's forward pass alone (same network and batch, the step's compiler options), so the
+  fraction of peak can be told apart between the forward and the backward pass."""
+  from piggyjax import tasks, train
+  from piggyjax.models import unet
+  task = tasks.get(task_id)
+  model = unet.UNet(train.model_config(config), ((task_id, task.head_channels),))
+  v, x = jax.device_put(variables), jax.device_put(task.model_input(batch_np))
+  fn = jax.jit(lambda v, x: model.apply(v, x, task_id, False),
+               compiler_options=train.compiler_options())
+  gflop = _gflop(fn.lower(v, x).compile())
+  fn(v, x).block_until_ready()
+  return (lambda: fn(v, x).block_until_ready()), gflop
 
 
 def vs_peak(step_times: list[float], gflop: float, mm_times: list[float],
