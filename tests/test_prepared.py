@@ -150,3 +150,15 @@ def test_draft_decoding_close_to_full_size(tmp_path):
   assert np.abs(out[0].astype(int) - out[1]).mean() < 4
   with records.decode_at_least(200):     # 1/2 would go below 200: full size
     assert src[0]["image"].shape == full.shape
+
+
+def test_eval_batches_match_raw(tmp_path):
+  raw = Gradients()
+  _prepare(raw, tmp_path / "p")
+  ps = _open(raw, tmp_path / "p")
+  a, b = [next(batches(s, batch_size=8, image_size=16, train=False, seed=0, shard_index=0,
+                       shard_count=1, num_threads=0)) for s in (raw, ps)]
+  np.testing.assert_array_equal(a["valid"], b["valid"])      # the skipped record is padding
+  assert not a["valid"][4] and a["valid"].sum() == 6
+  assert np.abs(a["image"].astype(int) - b["image"]).mean() < 3
+  assert (a["label"] == b["label"]).mean() > 0.9
