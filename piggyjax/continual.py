@@ -80,6 +80,7 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   progress_path = workdir / f"sequence_{strategy}.json"
   done = json.loads(progress_path.read_text()) if progress_path.exists() else {}
   rows, digests = done.get("matrix", []), done.get("digests", {})
+  class_iou = done.get("class_iou", {})  # segmentation: {task: {after_training|final: {class: IoU}}}
   if sharding.is_writer() and not (bank_path / "bank.json").exists():
     tmp = workdir / f".bank_{strategy}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -104,13 +105,17 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       variables = bank.load(old)
       ev = train.evaluator(old, model_cfg)
       row.append(ev.evaluate(variables, task_consts(consts, old, config), config))
+      if hasattr(ev.task, "class_iou") and (i == j or j == len(task_ids) - 1):
+        per_class = ev.task.class_iou(ev.last_state, ev.last_class_names)
+        for when in ("after_training",) * (i == j) + ("final",) * (j == len(task_ids) - 1):
+          class_iou.setdefault(old, {})[when] = per_class
       outs[old] = _digest(sharding.to_host(ev.predict(ev.put(variables),
                                                       ev.put(fig_batches[old]))))
     rows.append(row + [None] * (len(task_ids) - j - 1))
     for old, d in outs.items():
       digests.setdefault(old, []).append(d)
     if sharding.is_writer():
-      _write_json(progress_path, {"matrix": rows, "digests": digests})
+      _write_json(progress_path, {"matrix": rows, "digests": digests, "class_iou": class_iou})
     logging.info("%s after %s: %s", strategy, task_id, row)
 
   metas = {t: bank.meta(t) for t in task_ids}
@@ -125,6 +130,7 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
                  for i, t in enumerate(task_ids)},
       # Outputs on the figure images, unchanged after every later task?
       "bit_identical": {t: len(set(d)) == 1 for t, d in digests.items()},
+      "class_iou": class_iou,
       "bank": str(bank_path),
   }
 

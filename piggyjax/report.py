@@ -24,7 +24,7 @@ Table = list[list[str]]
 
 STRATEGIES = ("scratch", "finetune", "decoder", "piggyback")
 HEADERS = {"finetune": "fine-tune"}
-TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "colorize_coco": "Colorization",
+TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid", "colorize_coco": "Colorization",
                "style_starry": "Starry Night", "style_scream": "The Scream"}
 METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
                  "psnr": "PSNR (dB)", "tv_loss": "TV loss"}  # others: "total_loss" -> "total loss"
@@ -157,6 +157,23 @@ def matrix_table(results: Mapping, strategy: str) -> Table:
   return rows
 
 
+def class_iou_table(results: Mapping, task: str) -> Table:
+  """Per-class IoU (%) of a segmentation task: a row per class, a column per strategy, each
+  cell 'after training -> at the end' when the later tasks changed it."""
+  names = [n for n in strategies(results) if task in results["strategies"][n].get("class_iou", {})]
+  per = {n: results["strategies"][n]["class_iou"][task] for n in names}
+  classes = list(dict.fromkeys(c for n in names for when in ("after_training", "final")
+                               for c in per[n].get(when, {})))
+  rows = [["class"] + [HEADERS.get(n, n) for n in names]]
+  for c in classes:
+    cells = []
+    for n in names:
+      a, f = (fmt(per[n].get(w, {}).get(c)) for w in ("after_training", "final"))
+      cells.append(a if f in (a, "n/a") else f"{a} -> {f}")
+    rows.append([c] + cells)
+  return rows
+
+
 def to_jsonable(x: Any) -> Any:
   """Plain Python with NaN/inf as null, numpy scalars and arrays unpacked, so json is strict."""
   if isinstance(x, Mapping):
@@ -183,6 +200,12 @@ def write_tables(results: Results, outdir: str) -> dict[str, str]:
   for n in strategies(results):
     if results["strategies"][n].get("matrix"):
       md.append(f"\n### {HEADERS.get(n, n)}\n\n" + markdown(matrix_table(results, n)))
+  seg = [t for t in results["tasks"] if any(t in s.get("class_iou", {})
+                                            for s in results["strategies"].values())]
+  if seg:  # which classes a strategy learned, and which a later task made it lose
+    md.append("\n## Per-class IoU (%)\n\nAfter training the task -> after the whole sequence "
+              "(one figure when unchanged); classes absent from truth and predictions are left out.\n")
+    md += [f"\n### {task_label(t)}\n\n" + markdown(class_iou_table(results, t)) for t in seg]
   paths = {k: os.path.join(outdir, f"results.{k}") for k in ("md", "csv", "json")}
   rows_csv = io.StringIO(newline="")
   csv.writer(rows_csv).writerows(rows)

@@ -154,7 +154,9 @@ class Evaluator:
       if config.get("eval_batches") and i >= config.eval_batches:
         break
       mstate = self.eval_step(mstate, variables, consts, sharding.put_batch(batch, self.mesh))
-    return self.task.metrics_finalize(sharding.to_host(mstate))
+    self.last_state = sharding.to_host(mstate)  # continual reads per-class IoU from it
+    self.last_class_names = tuple(getattr(source, "class_names", ()) or ())
+    return self.task.metrics_finalize(self.last_state)
 
 
 @functools.lru_cache(maxsize=64)

@@ -129,9 +129,8 @@ def test_load_reads_config_with_missing_fields(monkeypatch, params):
     seen.update(name=name, path=path, data_dir=data_dir)
     return painting("the_scream")
 
-  import importlib
-  data = importlib.import_module("piggyjax.data")
-  monkeypatch.setattr(data, "find_style_image", fake_find_style_image, raising=False)
+  from piggyjax.tasks import paintings
+  monkeypatch.setattr(paintings, "find_style_image", fake_find_style_image)
   task = tasks.get("style_scream")
 
   bare = ml_collections.ConfigDict({"data": {"data_dir": str(DATA)}})

@@ -1,5 +1,9 @@
 """Fields every config shares; each config file overrides what differs."""
+import copy
+
 import ml_collections
+
+from piggyjax.tasks.builtin import BUILTIN_DEFS
 
 TASKS = "seg_coco,seg_voc,colorize_coco,style_starry,style_scream"
 STRATEGIES = "scratch,finetune,decoder,piggyback"
@@ -8,7 +12,10 @@ STRATEGIES = "scratch,finetune,decoder,piggyback"
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.tasks = TASKS                 # the continual sequence, in order
+  c.tasks = TASKS                 # the continual sequence, in order (--config.tasks=a,b)
+  # Every task a run may use: kind, classes, ignore/remap, style image, data spec
+  # (piggyjax/tasks/definitions.py). A config file adds its own with add_task(c, ...).
+  c.task_defs = ml_collections.ConfigDict(copy.deepcopy(BUILTIN_DEFS))
   c.strategies = STRATEGIES       # compared side by side by --mode=sequence
   c.model = ml_collections.ConfigDict({"preset": "tiny", "norm": "batch", "dtype": "float32"})
   c.image_size = 32
@@ -30,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   # See piggyjax/data/factory.py for how each field is used; '' means "derive from data_dir".
   c.data = ml_collections.ConfigDict({
       "source": "quickstart", "data_dir": "", "voc_dir": "", "coco_dir": "", "image_dir": "",
-      "camvid_dir": "", "camvid_train_split": "train", "camvid_eval_split": "val",
+      "camvid_dir": "",  # overrides seg_camvid's data_dir/camvid
       "tfds_data_dir": "", "coco_things_only": False, "coco_train_split": "",
       "coco_eval_split": "", "voc_train_split": "train", "voc_eval_split": "val",
       "on_label_size_mismatch": "skip", "strict": False, "quickstart_image_size": 96,
@@ -50,3 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.replay = ml_collections.ConfigDict({"per_task": 16, "batch_size": 4, "weight": 1.0})
   c.joint = ml_collections.ConfigDict({"max_examples": 0})
   return c
+
+
+def add_task(c: ml_collections.ConfigDict, task_id: str, **definition) -> None:
+  """Adds ``config.task_defs.<task_id>``; an id defined twice is an error, not a silent overwrite."""
+  if task_id in c.task_defs:
+    raise ValueError(f"task {task_id!r} is defined twice: config.task_defs.{task_id} exists "
+                     "already; pick another id, or change its fields in place")
+  c.task_defs[task_id] = definition

@@ -1,105 +1,49 @@
-"""``make_source(task_id, split, config)``: which reader serves which task, from ``config.data``.
+"""``make_source(task_id, split, config)``: the task's data spec decides which reader serves it.
 
-Fields read (default): ``source`` ('quickstart'), ``data_dir`` (None), ``voc_dir``, ``coco_dir``,
-``image_dir``, ``tfds_data_dir`` (None each), ``coco_things_only`` (False),
-``coco_train_split``/``coco_eval_split`` ('train2017'/'val2017'; 'val2017' for both under
-'samples', which ships val images only), ``voc_train_split``/``voc_eval_split`` ('train'/'val'),
+The spec is ``config.task_defs.<id>.data`` (piggyjax/tasks/definitions.py), else the built-in
+task's (piggyjax/tasks/builtin.py); a task registered in code without one reads content images
+if it is unlabelled. Its ``layout`` names the reader (piggyjax/data/layouts.py: voc,
+coco_panoptic, paired, tfds, folder, content). Under ``data.source=quickstart`` a task whose spec
+names a ``quickstart`` stand-in (seg_coco / seg_voc / images) reads that offline source instead;
+tasks without one (seg_camvid, your own) read their real layout.
+
+``config.data`` fields (default): ``source`` ('quickstart'; or samples, dirs, tfds),
+``data_dir``, ``voc_dir``, ``coco_dir``, ``image_dir``, ``tfds_data_dir`` (None each),
+``coco_things_only`` (False), ``coco_train_split``/``coco_eval_split`` ('train2017'/'val2017';
+'val2017' for both under 'samples'), ``voc_train_split``/``voc_eval_split`` ('train'/'val'),
 ``on_label_size_mismatch`` ('skip'; TFDS only), ``quickstart_image_size`` (96),
 ``quickstart_train_examples`` (512), ``quickstart_eval_examples`` (64), ``seed`` (0),
 ``strict`` (False: bad records are counted skips).
 
-``data_dir`` mirrors shared/data: ``VOCdevkit/`` or ``voc_samples/VOCdevkit/``, ``coco/`` or
-``coco_samples/``, ``styles/``. Content images (colorize_coco, style_*) come from ``image_dir``
-when set (its ``train/`` and ``val/`` or ``eval/`` subfolders if present, else the whole folder
-for both splits), otherwise from the COCO image folder of the split (or TFDS under 'tfds').
+Checked here, before training, with the task and the field in the message: an unknown layout,
+a layout that gives labels to an unlabelled task (or none to a segmentation task), a reader with
+more classes than the task's ``classes``, and label values outside the classes in most of the
+first ``PROBE`` records (a config error, not one bad record).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from piggyjax.data import coco, folder, paired, quickstart, records, tfds_coco, voc
-from piggyjax.tasks.classes import CAMVID_CLASSES, CAMVID_VOID
+from piggyjax.data import layouts, quickstart, records
+from piggyjax.data.layouts import coco_root, voc_root  # noqa: F401  (kept for old imports)
 
-# task id -> what it reads: labelled COCO, labelled VOC, or unlabelled content images
-TASK_DATA = {"seg_coco": "seg_coco", "seg_voc": "seg_voc", "seg_camvid": "seg_camvid",
-             "colorize_coco": "images",
-             "style_starry": "images", "style_scream": "images"}
 SOURCES = ("quickstart", "samples", "tfds", "dirs")
+PROBE = 8  # records read at construction to tell too few classes from one bad record
+_get = layouts.get
 
 
-def _get(data: Any, key: str, default: Any = None) -> Any:
-  if data is None:
-    return default
-  value = data.get(key, default) if hasattr(data, "get") else getattr(data, key, default)
-  return default if value is None or value == "" else value  # "" = unset in a config file
+def _fail(task_id: str, field: str, why: str) -> Exception:
+  from piggyjax.tasks import TaskDefinitionError
+  return TaskDefinitionError(f"task {task_id!r}: config.task_defs.{task_id}.{field} {why}")
 
 
-def _first_dir(candidates: list[Path], what: str, hint: str) -> Path:
-  for c in candidates:
-    if c.is_dir():
-      return c
-  raise FileNotFoundError(f"{what}: none of {[str(c) for c in candidates]} exists. {hint}")
-
-
-def _data_dir(data: Any, what: str, field: str) -> Path:
-  root = _get(data, "data_dir")
-  if not root:
-    raise FileNotFoundError(f"{what} needs a directory: pass --data_dir=DIR (config.data.data_dir) "
-                            f"or --config.data.{field}=DIR.")
-  return Path(root).expanduser()
-
-
-def voc_root(data: Any) -> Path:
-  if _get(data, "voc_dir"):
-    return Path(_get(data, "voc_dir")).expanduser()
-  root = _data_dir(data, "VOC 2012", "voc_dir")
-  return _first_dir([root / "VOCdevkit", root / "voc_samples" / "VOCdevkit", root / "VOC2012"],
-                    "VOC 2012", "Pass --config.data.voc_dir=PATH/VOCdevkit.")
-
-
-def coco_root(data: Any) -> Path:
-  if _get(data, "coco_dir"):
-    return Path(_get(data, "coco_dir")).expanduser()
-  root = _data_dir(data, "COCO", "coco_dir")
-  return _first_dir([root / "coco", root / "coco_samples"], "COCO",
-                    "Pass --config.data.coco_dir=DIR holding annotations/ and val2017/.")
-
-
-def camvid_root(data: Any) -> Path:
-  """``camvid_dir``, else ``data_dir/camvid`` (train/ and val/, each with images/ and labels/)."""
-  if _get(data, "camvid_dir"):
-    return Path(_get(data, "camvid_dir")).expanduser()
-  return _data_dir(data, "CamVid", "camvid_dir") / "camvid"
-
-
-def _content_folder(data: Any, split: str) -> Path:
-  """``image_dir`` (with train/ and val/ subfolders if it has them, and their images/ if those
-  are paired folders), else the COCO image folder."""
-  image_dir = _get(data, "image_dir")
-  if image_dir:
-    root = Path(image_dir).expanduser()
-    sub = [root / name for name in ((("train",) if split == "train" else ("val", "eval")))]
-    chosen = next((s for s in sub if s.is_dir()), root)
-    return chosen / "images" if (chosen / "images").is_dir() else chosen
-  return coco_root(data) / _coco_split(data, split)
-
-
-def _coco_split(data: Any, split: str) -> str:
-  samples = _get(data, "source") == "samples"
-  default = "val2017" if samples or split == "eval" else "train2017"
-  return _get(data, f"coco_{split}_split", default)
-
-
-def _data_kind(task_id: str) -> str:
-  """Built-in tasks by id; a registered task of an unlabelled kind reads content images."""
-  if task_id in TASK_DATA:
-    return TASK_DATA[task_id]
-  from piggyjax import tasks
-  if task_id in tasks.names() and tasks.get(task_id).kind != "segmentation":
-    return "images"
-  raise ValueError(f"no data rule for task {task_id!r}; known: {sorted(TASK_DATA)}. For a "
-                   "segmentation task of your own, build a source (see piggyjax.data) directly.")
+def task_definition(config: Any, task_id: str) -> Any:
+  """``config.task_defs.<id>``, else the built-in definition, else None."""
+  from piggyjax.tasks.builtin import BUILTIN_DEFS
+  defs = _get(config, "task_defs")
+  if defs is not None and task_id in defs:
+    return defs[task_id]
+  return BUILTIN_DEFS.get(task_id)
 
 
 def make_source(task_id: str, split: str, config: Any) -> records.Source:
@@ -108,7 +52,17 @@ def make_source(task_id: str, split: str, config: Any) -> records.Source:
   ``config.data.strict``: a record that would be skipped is an error instead (``BadRecord``),
   at indexing time here or when it is read.
   """
-  source = _make(task_id, split, config)
+  try:
+    source = _make(task_id, split, config)
+  except (FileNotFoundError, KeyError, ValueError) as e:
+    message = str(e.args[0]) if e.args else str(e)
+    if isinstance(e, records.BadRecord) or message.startswith(f"task {task_id!r}"):
+      raise
+    try:
+      named = type(e)(f"task {task_id!r} ({split}): {message}")  # which task's data is wrong
+    except Exception:  # noqa: BLE001  an error type that wants other arguments: keep it as is
+      raise e from None
+    raise named from e
   if _get(_get(config, "data"), "strict", False):
     source.strict = True
     if source.skipped:
@@ -124,31 +78,64 @@ def make_source(task_id: str, split: str, config: Any) -> records.Source:
 
 
 def _make(task_id: str, split: str, config: Any) -> records.Source:
+  from piggyjax import tasks
+  from piggyjax.tasks import definitions
   if split not in ("train", "eval"):
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
   data = _get(config, "data")
-  kind, name = _data_kind(task_id), _get(data, "source", "quickstart")
+  name = _get(data, "source", "quickstart")
   if name not in SOURCES:
     raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
-  things_only = bool(_get(data, "coco_things_only", False))
-
-  if kind == "seg_camvid":  # real photos only: no quickstart stand-in, any source reads the folder
-    return paired.PairedFolder(
-        camvid_root(data), _get(data, f"camvid_{split}_split", "train" if split == "train" else "val"),
-        num_classes=len(CAMVID_CLASSES), ignore=(CAMVID_VOID,), class_names=CAMVID_CLASSES,
-        hint="Pass --data_dir=DIR with DIR/camvid/{train,val}/{images,labels}, or "
-             "--config.data.camvid_dir=DIR.")
-  if name == "quickstart":
+  task = tasks.get(task_id)
+  definition = task_definition(config, task_id)
+  spec = _get(definition, "data")
+  if spec is None:
+    if task.kind == "segmentation":
+      raise _fail(task_id, "data", f"is missing: say where its images and labels are, e.g. "
+                  f"dict(layout='paired', dir='my_data') (layouts: {', '.join(layouts.READERS)})")
+    spec = {"layout": "content", "quickstart": "images"}  # an unlabelled task made in code
+  layout = _get(spec, "layout")
+  if layout not in layouts.READERS:
+    raise _fail(task_id, "data.layout", f"is {layout!r}; layouts: {', '.join(layouts.READERS)}")
+  stand_in = _get(spec, "quickstart")
+  if name == "quickstart" and stand_in:
     length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
-    return quickstart.Quickstart(kind, split, size=_get(data, "quickstart_image_size", 96),
+    return quickstart.Quickstart(stand_in, split, size=_get(data, "quickstart_image_size", 96),
                                  length=length, seed=_get(data, "seed", 0))
-  if kind == "images" and (_get(data, "image_dir") or name != "tfds"):
-    return folder.ImageFolder(_content_folder(data, split))
-  if kind == "seg_voc":  # TFDS's voc has boxes only, so VOC always comes from a VOCdevkit
-    return voc.VocSegmentation(voc_root(data), _get(data, f"voc_{split}_split",
-                                                    "train" if split == "train" else "val"))
-  if name == "tfds":
-    return tfds_coco.TfdsCocoPanoptic(split, data_dir=_get(data, "tfds_data_dir"),
-                                      things_only=things_only, labels=kind == "seg_coco",
-                                      on_size_mismatch=_get(data, "on_label_size_mismatch", "skip"))
-  return coco.CocoPanopticDir(coco_root(data), _coco_split(data, split), things_only=things_only)
+  labelled = task.kind == "segmentation"
+  if labelled and layout not in layouts.LABELLED | {"tfds"}:
+    raise _fail(task_id, "data.layout", f"is {layout!r}, which has no labels for a segmentation "
+                f"task; use one of {', '.join(sorted(layouts.LABELLED | {'tfds'}))}")
+  if not labelled and layout in layouts.LABELLED:
+    raise _fail(task_id, "data.layout", f"is {layout!r}, which gives labels, but a {task.kind} "
+                "task reads images alone: use 'folder' (pointed at the images) or 'tfds'")
+  ctx = layouts.Context(task_id, split, task, definition, spec, data,
+                        definitions.int_list(task_id, "ignore", _get(definition, "ignore")),
+                        definitions.remap_of(task_id, definition))
+  source = layouts.READERS[layout](ctx)
+  if labelled:
+    _check_classes(task_id, task, source)
+  return source
+
+
+def _check_classes(task_id: str, task: Any, source: records.Source) -> None:
+  """A reader with more classes than the head, or labels beyond the classes in most of the
+  first records: the config is wrong, say so now rather than skip every record."""
+  k = task.head_channels
+  if source.num_classes and source.num_classes > k:
+    raise _fail(task_id, "classes", f"is {k}, but its data has {source.num_classes} classes "
+                                    f"({type(source).__name__}); set classes={source.num_classes}")
+  label_map = getattr(source, "labels", None)
+  if label_map is None or not hasattr(label_map, "bad_values"):
+    return
+  probed = min(PROBE, len(source))
+  for i in range(probed):
+    try:
+      source[i]
+    except records.SkipRecord:
+      pass
+  if probed and len(label_map.bad_values) * 2 > probed:
+    values = sorted({v for vs in label_map.bad_values.values() for v in vs})
+    raise _fail(task_id, "classes", f"is {k}, but {len(label_map.bad_values)} of the first "
+                f"{probed} labels hold values {values[:8]} outside 0..{k - 1}: raise classes, or "
+                "list those values in ignore or remap")

@@ -31,23 +31,48 @@ def _stem_map(folder: Path, extensions: frozenset[str]) -> dict[str, Path]:
           for p in records.image_files(folder, extensions)}
 
 
-def label_table(num_classes: int, ignore: Iterable[int] = (), remap: Mapping[int, int] | None = None,
-                size: int = 1 << 16) -> np.ndarray:
-  """int32 lookup file value -> class (IGNORE for ignored, -1 for a value that is not a class)."""
-  if not 1 <= num_classes <= IGNORE:
-    raise ValueError(f"num_classes must be in 1..{IGNORE} (255 is the ignore value), got {num_classes}")
-  table = np.full((size,), -1, np.int32)
-  table[:num_classes] = np.arange(num_classes)
-  for value, cls in (remap or {}).items():
-    if not (0 <= int(cls) < num_classes or int(cls) == IGNORE) or not 0 <= int(value) < size:
-      raise ValueError(f"remap {int(value)} -> {int(cls)}: the target must be a class in "
-                       f"0..{num_classes - 1} (or {IGNORE} to ignore it)")
-    table[int(value)] = int(cls)
-  for value in ignore:
-    if not 0 <= int(value) < size:
-      raise ValueError(f"ignore value {value} is not a label value (0..{size - 1})")
-    table[int(value)] = IGNORE
-  return table
+class LabelMap:
+  """File label values -> uint8 classes (IGNORE for ``ignore``; ``remap`` first). A value that
+  is neither makes the record a counted skip, and is remembered in ``bad_values`` (record id ->
+  values) so a reader can tell a config with too few classes from one bad record."""
+
+  def __init__(self, num_classes: int, ignore: Iterable[int] = (),
+               remap: Mapping[int, int] | None = None, size: int = 1 << 16):
+    if not 1 <= num_classes <= IGNORE:
+      raise ValueError(f"num_classes must be in 1..{IGNORE} (255 is the ignore value), got {num_classes}")
+    self.num_classes, self.ignore = int(num_classes), tuple(int(v) for v in ignore)
+    self.bad_values: dict[str, list[int]] = {}
+    table = np.full((size,), -1, np.int32)
+    table[:num_classes] = np.arange(num_classes)
+    for value, cls in (remap or {}).items():
+      if not (0 <= int(cls) < num_classes or int(cls) == IGNORE) or not 0 <= int(value) < size:
+        raise ValueError(f"remap {int(value)} -> {int(cls)}: the target must be a class in "
+                         f"0..{num_classes - 1} (or {IGNORE} to ignore it)")
+      table[int(value)] = int(cls)
+    for value in self.ignore:
+      if not 0 <= value < size:
+        raise ValueError(f"ignore value {value} is not a label value (0..{size - 1})")
+      table[value] = IGNORE
+    self.table = table
+
+  def __call__(self, source: records.Source, label: np.ndarray, rid: str) -> np.ndarray:
+    values = np.asarray(label).astype(np.int64)
+    if values.ndim == 3 and values.shape[-1] == 1:  # TFDS masks are HxWx1
+      values = values[..., 0]
+    if values.ndim != 2:
+      source.skip(rid, f"label has shape {values.shape}; expected one class index per pixel")
+    if values.size and (values.min() < 0 or values.max() >= self.table.size):
+      self.bad_values[rid] = [int(values.min()), int(values.max())]
+      source.skip(rid, f"label values {int(values.min())}..{int(values.max())} are outside "
+                       f"0..{self.table.size - 1}")
+    out = self.table[values]
+    if (out < 0).any():
+      bad = np.unique(values[out < 0])[:5].tolist()
+      self.bad_values[rid] = bad
+      source.skip(rid, f"label values {bad} are neither classes 0..{self.num_classes - 1} nor "
+                       f"ignored {list(self.ignore)} (more classes than the task's "
+                       f"{self.num_classes}?)")
+    return out.astype(np.uint8)
 
 
 class PairedFolder(records.Source):
@@ -66,8 +91,7 @@ class PairedFolder(records.Source):
     if self.class_names and len(self.class_names) != self.num_classes:
       raise ValueError(f"paired folder {str(self.root)!r}: {len(self.class_names)} class names for "
                        f"{self.num_classes} classes")
-    self.ignore = tuple(int(v) for v in ignore)
-    self._table = label_table(self.num_classes, self.ignore, remap)
+    self.labels = LabelMap(self.num_classes, ignore, remap)
     base, stems = self._split(split, hint)
     image_dir = records.require_dir(base / images, "paired folder images", hint)
     label_dir = records.require_dir(base / labels, "paired folder labels", hint)
@@ -104,20 +128,6 @@ class PairedFolder(records.Source):
   def __len__(self) -> int:
     return len(self.pairs)
 
-  def classes(self, label: np.ndarray, rid: str) -> np.ndarray:
-    """File values -> uint8 classes (255 = ignore); a value that is not a class: skip."""
-    values = label.astype(np.int64)
-    if values.size and (values.min() < 0 or values.max() >= self._table.size):
-      self.skip(rid, f"label values {int(values.min())}..{int(values.max())} are outside "
-                     f"0..{self._table.size - 1}")
-    out = self._table[values]
-    if (out < 0).any():
-      bad = np.unique(values[out < 0])[:5].tolist()
-      self.skip(rid, f"label values {bad} are neither classes 0..{self.num_classes - 1} nor "
-                     f"ignored {list(self.ignore)} (more classes than the task's "
-                     f"{self.num_classes}?)")
-    return out.astype(np.uint8)
-
   def __getitem__(self, index: int) -> dict[str, Any]:
     rid, image_path, label_path = self.pairs[index]
     image = records.read_rgb(image_path, self, rid)
@@ -128,4 +138,4 @@ class PairedFolder(records.Source):
     if label.size != (image.shape[1], image.shape[0]):
       self.skip(rid, f"label is {label.size[0]}x{label.size[1]}, image is "
                      f"{image.shape[1]}x{image.shape[0]}")
-    return {"image": image, "label": self.classes(np.asarray(label), rid), "id": rid}
+    return {"image": image, "label": self.labels(self, np.asarray(label), rid), "id": rid}

@@ -52,12 +52,15 @@ A new kind: subclass ``Task`` (a frozen dataclass; ``model_input`` defaults to i
 from __future__ import annotations
 
 from piggyjax.tasks.base import Task
-from piggyjax.tasks.classes import CAMVID_CLASSES
+from piggyjax.tasks import definitions
+from piggyjax.tasks.builtin import BUILTIN_DEFS
+from piggyjax.tasks.definitions import TaskDefinitionError, register_kind
 from piggyjax.tasks.colorization import Colorization
 from piggyjax.tasks.segmentation import Segmentation
 from piggyjax.tasks.style import Style
 
-__all__ = ["Task", "Segmentation", "Colorization", "Style", "names", "get", "register"]
+__all__ = ["Task", "Segmentation", "Colorization", "Style", "names", "get", "register",
+           "register_kind", "from_config", "TaskDefinitionError"]
 
 _REGISTRY: dict[str, Task] = {}
 
@@ -87,11 +90,19 @@ def get(task_id: str) -> Task:
         "piggyjax.tasks.register(task) before using its id.") from None
 
 
-# COCO panoptic's 133 categories (80 things + 53 stuff) mapped to contiguous ids 0..132;
-# VOC: background + 20 classes. 255 = ignore in both.
-register(Segmentation("seg_coco", head_channels=133))
-register(Segmentation("seg_voc", head_channels=21))
-register(Segmentation("seg_camvid", head_channels=11, class_names=CAMVID_CLASSES))
-register(Colorization("colorize_coco"))
-register(Style("style_starry", style_name="starry_night"))
-register(Style("style_scream", style_name="the_scream"))
+def from_config(config) -> list[str]:
+  """Registers ``config.task_defs`` (piggyjax/tasks/definitions.py) and returns the ids of
+  ``config.tasks`` in order, each known and none twice; errors name the task and the field."""
+  ids = definitions.define(config, register, _REGISTRY.get, _BUILTIN)
+  for t in ids:
+    if t not in _REGISTRY:
+      raise TaskDefinitionError(f"config.tasks names {t!r}, which is neither defined in "
+                                f"config.task_defs nor registered; known: {', '.join(names())}")
+  if len(set(ids)) != len(ids) or not ids:
+    raise TaskDefinitionError(f"config.tasks must name distinct tasks, got {ids}")
+  return ids
+
+
+for _id, _spec in BUILTIN_DEFS.items():  # seg_coco, seg_voc, seg_camvid, colorize_coco, style_*
+  register(definitions.build(_id, _spec))
+_BUILTIN = set(_REGISTRY)  # a config may redefine these; its definitions are the source of truth

@@ -1,4 +1,8 @@
-"""Style paintings: an explicit path, then the data directory, then a cache, then a pinned download."""
+"""Style paintings: an explicit path, then the data directory, then a cache, then a pinned download.
+
+A style task's own asset, so it lives with the tasks (tasks/ reads no dataset code); the
+painting is decoded here with PIL (EXIF orientation applied, alpha over white).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,9 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-from piggyjax.data import records
+from PIL import Image, ImageOps
 
 # jcjohnson/fast-neural-style at a fixed commit: the images Johnson et al. trained these styles on.
 # Bytes and sha256 as recorded in shared/data/styles/PROVENANCE.md.
@@ -60,11 +62,18 @@ def download_style(name: str, dest_dir: Path | None = None, timeout: float = 30.
 
 
 def _decode(path: Path) -> np.ndarray:
-  src = records.Source()
   try:
-    return records.read_rgb(path, src, path.name, exif=True)
-  except records.SkipRecord as e:
-    raise ValueError(f"style image {str(path)!r} cannot be read: {src.skipped[path.name]}") from e
+    with Image.open(path) as img:
+      img = ImageOps.exif_transpose(img)
+      if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit gray: scale, don't clip
+        img = Image.fromarray((np.asarray(img, np.float64) / 257.0).round().astype(np.uint8))
+      if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+      return np.asarray(img.convert("RGB"), np.uint8)
+  except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    raise ValueError(f"style image {str(path)!r} cannot be read ({type(e).__name__}: {e})") from e
 
 
 def find_style_image(name: str, path: str | os.PathLike | None = None,

@@ -65,6 +65,14 @@ def miou_from_confusion(conf_KK: np.ndarray) -> dict[str, float]:
   return {"miou": miou, "pixel_acc": acc}
 
 
+def iou_per_class(conf_KK: np.ndarray) -> list[float | None]:
+  """IoU_c in % per class; None where the class is absent from truth and predictions alike."""
+  conf = np.asarray(conf_KK, np.int64)
+  tp = np.diag(conf).astype(np.float64)
+  union = conf.sum(0) + conf.sum(1) - tp
+  return [100.0 * float(t / u) if u > 0 else None for t, u in zip(tp, union)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Segmentation(Task):
   """K-way segmentation; ``head_channels`` is the number of classes, ``class_names`` their
@@ -93,6 +101,13 @@ class Segmentation(Task):
 
   def metrics_finalize(self, state: Metrics) -> dict[str, float]:
     return miou_from_confusion(np.asarray(jax.device_get(state["confusion"])))
+
+  def class_iou(self, state: Metrics, names: tuple[str, ...] = ()) -> dict[str, float]:
+    """{class name: IoU %} of the classes seen in truth or predictions (the mIoU's terms);
+    ``names`` (else ``class_names``) name them, a class without a name is its index."""
+    names = tuple(names) or self.class_names
+    ious = iou_per_class(np.asarray(jax.device_get(state["confusion"])))
+    return {(names[c] if c < len(names) else str(c)): v for c, v in enumerate(ious) if v is not None}
 
   def to_image(self, outputs_HWK: jax.Array, image_HW3: np.ndarray) -> np.ndarray:
     pred = np.asarray(jnp.argmax(outputs_HWK, axis=-1))

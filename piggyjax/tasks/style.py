@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from piggyjax.models import vgg
-from piggyjax.tasks import imaging
+from piggyjax.tasks import imaging, paintings
 from piggyjax.tasks.base import (Batch, Consts, Metrics, Task, add_rows, finalize_means,
                                  summed_metrics)
 
@@ -102,35 +102,36 @@ def per_row_terms(consts: Consts, y_BHW3: jax.Array, content_BHW3: jax.Array) ->
 
 @dataclasses.dataclass(frozen=True)
 class Style(Task):
-  """``style_name`` is what ``piggyjax.data.find_style_image`` looks up (e.g. 'starry_night')."""
+  """``style_name`` is what ``paintings.find_style_image`` looks up (e.g. 'starry_night');
+  ``style_path`` a painting file for this task (``config.style_image`` still wins)."""
   kind: str = "style"
   head_channels: int = 3
   primary_metric: str = "total_loss"
   higher_is_better: bool = False
-  style_name: str = "starry_night"
   zero_head_init: ClassVar[bool] = True   # sigmoid(0): starts at mid-gray
+  style_name: str = "starry_night"
+  style_path: str = ""
 
   def load(self, config: Any) -> Consts:
     """Reads config.style.{content_weight, style_weight, tv_weight, style_size, vgg_weights},
     config.style_image (a path, or a mapping task name / style name -> path) and
     config.data.data_dir; every one may be absent."""
-    from piggyjax.data import find_style_image  # lazy: data pulls in grain/TFDS
     style_cfg = _field(config, "style")
     path = _field(config, "style_image")
     if path is not None and not isinstance(path, (str, bytes)) and hasattr(path, "get"):
       path = path.get(self.name, None) or path.get(self.style_name, None)
     data_dir = _field(_field(config, "data"), "data_dir")
     try:
-      painting = find_style_image(self.style_name, path=path, data_dir=data_dir)
+      painting = paintings.find_style_image(self.style_name, path=path or self.style_path or None,
+                                            data_dir=data_dir)
     except FileNotFoundError:
       if _field(_field(config, "data"), "source") != "quickstart":
         raise
       from absl import logging
-      from piggyjax.data.styles import STANDINS, standin_style
       logging.warning("%s: painting %r not found; the offline quickstart uses scikit-image's "
                       "%r instead. Pass --data_dir=DIR with DIR/styles/%s.jpg for the real one.",
-                      self.name, self.style_name, STANDINS.get(self.style_name), self.style_name)
-      painting = standin_style(self.style_name)
+                      self.name, self.style_name, paintings.STANDINS.get(self.style_name), self.style_name)
+      painting = paintings.standin_style(self.style_name)
     weights = {k: float(_field(style_cfg, k, d)) for k, d in DEFAULT_WEIGHTS.items()}
     return make_consts(vgg.load_params(_field(style_cfg, "vgg_weights")), painting,
                        int(_field(style_cfg, "style_size", DEFAULT_STYLE_SIZE)), weights)
