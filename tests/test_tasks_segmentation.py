@@ -91,3 +91,18 @@ def test_palette_picture():
   np.testing.assert_array_equal(pic[0, 1], [128, 0, 0])        # VOC class 1 (aeroplane)
   np.testing.assert_array_equal(pic[1, 1], [0, 128, 0])        # VOC class 2 (bicycle)
   np.testing.assert_array_equal(seg.voc_colormap()[255], [224, 224, 192])   # VOC's void colour
+
+
+def test_class_iou_names_the_classes_seen():
+  conf = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2 never in truth nor predicted
+  task = tasks.Segmentation("seg_three", head_channels=3, class_names=("sky", "road", "car"))
+  per = task.class_iou({"confusion": jnp.asarray(conf)})
+  assert per == pytest.approx({"sky": 75.0, "road": 200 / 3})
+  assert seg.miou_from_confusion(conf)["miou"] == pytest.approx(np.mean(list(per.values())))
+  # the reader's names win (the quickstart's stand-in labels), an unnamed class is its index
+  assert set(task.class_iou({"confusion": jnp.asarray(conf)}, names=("photo",))) == {"photo", "1"}
+  from piggyjax import report
+  results = {"tasks": ["seg_three"], "strategies": {"piggyback": {"class_iou": {"seg_three": {
+      "after_training": per, "final": {"sky": 50.0, "road": 200 / 3}}}}}}
+  assert report.class_iou_table(results, "seg_three") == [
+      ["class", "piggyback"], ["sky", "75.0 -> 50.0"], ["road", "66.7"]]

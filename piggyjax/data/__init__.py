@@ -1,7 +1,14 @@
 """Data for piggyjax: random-access sources and one grain pipeline.
 
-``make_source(task_id, split, config)`` picks a source; ``batches(source, ...)`` turns it into
-numpy batches (see docs/CONTRACTS.md); ``find_style_image(name, ...)`` finds a painting.
+``make_source(task_id, split, config)`` picks a source from the task's data spec
+(``config.task_defs.<id>.data.layout``: voc, coco_panoptic, paired, tfds, folder, content; see
+factory.py and layouts.py); ``batches(source, ...)`` turns it into numpy batches (see
+docs/CONTRACTS.md); ``find_style_image(name, ...)`` finds a painting (piggyjax.tasks.paintings).
+
+Paired folders and TFDS masks map label values through ``LabelMap``: the task's ``ignore``
+values become 255, ``remap`` applies, any other value outside the classes is a counted skip
+(and, in most of the first records, an error naming ``classes``). An image without its label
+is a counted skip; a label of another size, an RGB label: a skip at read time.
 
 Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason and logged once;
 ``src[i]`` raises ``SkipRecord`` for it; ``batches`` drops it in training and pads its row with
@@ -33,14 +40,15 @@ Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason an
 from piggyjax.data.coco import COCO_PANOPTIC_NAMES, CocoPanopticDir
 from piggyjax.data.factory import make_source
 from piggyjax.data.folder import ImageFolder
-from piggyjax.data.paired import PairedFolder
+from piggyjax.data.paired import LabelMap, PairedFolder
 from piggyjax.data.pipeline import batches
 from piggyjax.data.quickstart import Quickstart
 from piggyjax.data.records import BadRecord, SkipRecord, Source
 from piggyjax.data.styles import find_style_image
 from piggyjax.data.tfds_coco import TfdsCocoPanoptic
+from piggyjax.data.tfds_seg import TfdsSegmentation
 from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
 
-__all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "PairedFolder", "Quickstart", "SkipRecord",
-           "Source", "TfdsCocoPanoptic", "VOC_CLASSES", "VocSegmentation", "batches",
+__all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "LabelMap", "PairedFolder", "Quickstart", "SkipRecord",
+           "Source", "TfdsCocoPanoptic", "TfdsSegmentation", "VOC_CLASSES", "VocSegmentation", "batches",
            "find_style_image", "make_source"]

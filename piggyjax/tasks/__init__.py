@@ -1,10 +1,12 @@
 """Tasks by id: what the backbone sees, the head's width, the loss, the metrics, the pictures.
 
     from piggyjax import tasks
-    tasks.names()      # ['colorize_coco', 'seg_coco', 'seg_voc', 'style_scream', 'style_starry']
+    tasks.names()      # ['colorize_coco', 'seg_camvid', 'seg_coco', 'seg_voc', 'style_scream', ...]
     task = tasks.get("seg_voc")
 
-Registering your own task takes a few lines. Another dataset of an existing kind:
+Tasks are usually defined in the config (``config.task_defs``, see definitions.py and the
+built-in ones in builtin.py); ``tasks.from_config(config)`` registers them and returns the
+sequence. In code, another dataset of an existing kind:
 
     tasks.register(tasks.Segmentation("seg_ade", head_channels=150))
     tasks.register(tasks.Style("style_wave", style_name="great_wave"))
@@ -48,6 +50,7 @@ A new kind: subclass ``Task`` (a frozen dataclass; ``model_input`` defaults to i
         return imaging.to_uint8(outputs_HWK)
 
     tasks.register(Denoise("denoise_coco"))
+    tasks.register_kind("denoise", Denoise)   # config.task_defs.x.kind = "denoise" builds one
 """
 from __future__ import annotations
 
