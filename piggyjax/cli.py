@@ -30,8 +30,12 @@ def check_task(task: str | None, flag: str = "--task") -> str:
 def define_tasks(config) -> list[str]:
   """Registers ``config.task_defs`` so ``--task`` may name one; a bad definition (or an unknown
   id in ``config.tasks``) is a UsageError naming the task and the field."""
+  from piggyjax.data import factory
   try:
-    return tasks.from_config(config)
+    ids = tasks.from_config(config)
+    for task_id in ids:  # a data spec that cannot fit its task: now, not after hours of task 1
+      factory.check_spec(config, task_id)
+    return ids
   except tasks.TaskDefinitionError as err:
     raise UsageError(str(err)) from None
 

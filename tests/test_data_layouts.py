@@ -187,3 +187,17 @@ def test_config_file_adds_a_task_once():
   # the built-in definitions in the config give exactly the built-in tasks
   for tid in ("seg_coco", "seg_voc", "seg_camvid", "colorize_coco", "style_starry", "style_scream"):
     assert tasks.definitions.build(tid, c.task_defs[tid]) == tasks.get(tid)
+
+
+def test_cli_checks_every_data_spec_before_any_work():
+  from experiments.configs import common
+  from piggyjax import cli
+  c = common.base_config()
+  c.tasks = "seg_camvid,colorize_coco"
+  assert cli.define_tasks(c) == ["seg_camvid", "colorize_coco"]
+  c.task_defs.colorize_coco.data.layout = "paired"
+  with pytest.raises(cli.UsageError, match=r"'colorize_coco': config.task_defs.colorize_coco.data.layout"):
+    cli.define_tasks(c)
+  c.task_defs.colorize_coco.data.layout = "tarball"
+  with pytest.raises(cli.UsageError, match=r"data.layout is 'tarball'; layouts: voc, coco_panoptic"):
+    cli.define_tasks(c)

@@ -77,15 +77,11 @@ def make_source(task_id: str, split: str, config: Any) -> records.Source:
   return source
 
 
-def _make(task_id: str, split: str, config: Any) -> records.Source:
+def check_spec(config: Any, task_id: str) -> tuple[Any, Any, Any]:
+  """(task, definition, data spec) once the spec is known to fit the task: a known layout, and
+  labels exactly when the task is a segmentation. Cheap (opens no file): ``cli`` runs it for every
+  task of the sequence before any work."""
   from piggyjax import tasks
-  from piggyjax.tasks import definitions
-  if split not in ("train", "eval"):
-    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-  data = _get(config, "data")
-  name = _get(data, "source", "quickstart")
-  if name not in SOURCES:
-    raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
   task = tasks.get(task_id)
   definition = task_definition(config, task_id)
   spec = _get(definition, "data")
@@ -97,11 +93,6 @@ def _make(task_id: str, split: str, config: Any) -> records.Source:
   layout = _get(spec, "layout")
   if layout not in layouts.READERS:
     raise _fail(task_id, "data.layout", f"is {layout!r}; layouts: {', '.join(layouts.READERS)}")
-  stand_in = _get(spec, "quickstart")
-  if name == "quickstart" and stand_in:
-    length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
-    return quickstart.Quickstart(stand_in, split, size=_get(data, "quickstart_image_size", 96),
-                                 length=length, seed=_get(data, "seed", 0))
   labelled = task.kind == "segmentation"
   if labelled and layout not in layouts.LABELLED | {"tfds"}:
     raise _fail(task_id, "data.layout", f"is {layout!r}, which has no labels for a segmentation "
@@ -109,6 +100,25 @@ def _make(task_id: str, split: str, config: Any) -> records.Source:
   if not labelled and layout in layouts.LABELLED:
     raise _fail(task_id, "data.layout", f"is {layout!r}, which gives labels, but a {task.kind} "
                 "task reads images alone: use 'folder' (pointed at the images) or 'tfds'")
+  return task, definition, spec
+
+
+def _make(task_id: str, split: str, config: Any) -> records.Source:
+  from piggyjax.tasks import definitions
+  if split not in ("train", "eval"):
+    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+  data = _get(config, "data")
+  name = _get(data, "source", "quickstart")
+  if name not in SOURCES:
+    raise ValueError(f"config.data.source must be one of {SOURCES}, got {name!r}")
+  task, definition, spec = check_spec(config, task_id)
+  layout = _get(spec, "layout")
+  stand_in = _get(spec, "quickstart")
+  if name == "quickstart" and stand_in:
+    length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
+    return quickstart.Quickstart(stand_in, split, size=_get(data, "quickstart_image_size", 96),
+                                 length=length, seed=_get(data, "seed", 0))
+  labelled = task.kind == "segmentation"
   ctx = layouts.Context(task_id, split, task, definition, spec, data,
                         definitions.int_list(task_id, "ignore", _get(definition, "ignore")),
                         definitions.remap_of(task_id, definition))
