@@ -103,3 +103,14 @@ def test_every_task_honours_the_contract(task_id, style_consts):
   assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
   pic = task.visualize(batch["image"][0], outputs[0])
   assert pic.shape == (h, w, 3) and pic.dtype == np.uint8
+
+
+def test_tasks_import_nothing_from_data():
+  """Data flows one way (config -> data -> model -> ...): tasks/ must not import data/."""
+  import ast
+  import pathlib
+  for path in pathlib.Path(tasks.__file__).parent.glob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      assert not any(n.startswith("piggyjax.data") for n in names), f"{path.name} imports {names}"
