@@ -13,6 +13,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from piggyjax import cli, locking, validate  # noqa: E402
+from piggyjax.data.prepared import PreparedError  # noqa: E402
 
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "quickstart.py")
 config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.",
@@ -50,7 +51,8 @@ def main(argv):
       cli.evaluate(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt)
     elif FLAGS.mode == "apply":
       cli.apply(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt, FLAGS.input, FLAGS.output)
-  except (cli.UsageError, validate.ConfigError, locking.LockHeld) as err:
+  except (cli.UsageError, validate.ConfigError, locking.LockHeld,
+          PreparedError) as err:
     logging.error("%s", err)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)

@@ -58,10 +58,14 @@ def main(argv):
       raw = make_source(task, split, config)
       where = prepared.set_dir(out, task, split)
       t = time.perf_counter()
-      m = prepared.prepare(raw, where, task_id=task, split=split, image_size=config.image_size,
-                           shard_size=FLAGS.shard_size, encoding=FLAGS.encoding,
-                           on_shard=lambda d, n: logging.info("%s/%s: shard %d of %d", task,
-                                                              split, d, n))
+      try:
+        m = prepared.prepare(raw, where, task_id=task, split=split, image_size=config.image_size,
+                             shard_size=FLAGS.shard_size, encoding=FLAGS.encoding,
+                             on_shard=lambda d, n: logging.info("%s/%s: shard %d of %d", task,
+                                                                split, d, n))
+      except prepared.PreparedError as err:  # e.g. the directory holds another crop size's set
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
       size = sum(s["bytes"] for s in m["shards"])
       skipped = sum(len(s["skipped"]) for s in m["shards"])
       print(f"{task}/{split}: {len(raw)} records ({skipped} skipped), {size / 2**20:.1f} MiB in "

@@ -114,7 +114,7 @@ def test_stale_or_mismatched_set_is_refused(tmp_path):
     _open(Gradients(), tmp_path / "p", size=32)        # another crop size
   with pytest.raises(prepared.PreparedError, match="image_size"):
     _prepare(Gradients(), tmp_path / "p", size=32)     # nor is it overwritten by one
-  with pytest.raises(FileNotFoundError, match="experiments/prepare.py"):
+  with pytest.raises(prepared.PreparedError, match="experiments/prepare.py"):
     _open(Gradients(), tmp_path / "nothing")
 
 
@@ -162,3 +162,27 @@ def test_eval_batches_match_raw(tmp_path):
   assert not a["valid"][4] and a["valid"].sum() == 6
   assert np.abs(a["image"].astype(int) - b["image"]).mean() < 3
   assert (a["label"] == b["label"]).mean() > 0.9
+
+
+def test_main_reports_a_stale_prepared_set_as_a_usage_error(tmp_path, tiny_config):
+  """A stale set reaching experiments/main.py is one line saying what to run, exit 2."""
+  import os
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+  old = tiny_config(**{"data.quickstart_train_examples": 8, "data.quickstart_eval_examples": 4})
+  for split in ("train", "eval"):   # made from 8 photos; the run below reads 16
+    prepared.prepare(make_source("seg_voc", split, old), prepared.set_dir(tmp_path, "seg_voc", split),
+                     task_id="seg_voc", split=split, image_size=32)
+  args = ["--config=experiments/configs/quickstart.py", "--config.model.preset=tiny",
+          "--config.steps=2", "--config.batch_size=4", "--config.eval_batches=1",
+          "--config.data.quickstart_train_examples=16", "--config.data.quickstart_eval_examples=4",
+          f"--config.data.prepared_dir={tmp_path}", "--task=seg_voc",
+          f"--workdir={tmp_path / 'work'}"]
+  proc = subprocess.run([sys.executable, "experiments/main.py", *args], cwd=ROOT,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "error: " in proc.stderr and "is stale" in proc.stderr and "prepare.py" in proc.stderr
+  assert "Traceback" not in proc.stderr and "step 1/" not in proc.stderr

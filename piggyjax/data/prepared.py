@@ -41,7 +41,8 @@ ENCODINGS = ("raw", "jpeg")  # raw: fastest to read; jpeg (quality 95, labels PN
 
 
 class PreparedError(ValueError):
-  """A prepared set that cannot be used for this run (stale, incomplete, damaged)."""
+  """A prepared set that cannot be used for this run (missing, stale, incomplete, damaged); the
+  message says what to run. experiments/main.py prints it as a usage error (exit 2)."""
 
 
 def set_dir(prepared_dir: str | os.PathLike, task_id: str, split: str) -> Path:
@@ -267,7 +268,7 @@ def open_prepared(directory: str | os.PathLike, source: Any, *, task_id: str, sp
           f"--config.data.prepared_dir={root.parent}, or unset config.data.prepared_dir")
   path = root / MANIFEST
   if not path.is_file():
-    raise FileNotFoundError(f"no prepared set at {root} (no {MANIFEST}); {hint}")
+    raise PreparedError(f"no prepared set at {root} (no {MANIFEST}); {hint}")
   try:
     manifest = json.loads(path.read_text())
   except (OSError, ValueError) as e:
