@@ -131,3 +131,9 @@ def test_missing_folders_are_clear_errors(tmp_path):
     data.make_source("seg_camvid", "train", camvid_config(tmp_path))
   with pytest.raises(ValueError, match="num_classes"):
     paired.PairedFolder(tmp_path / "camvid", "train", num_classes=300)
+
+
+def test_255_is_void_without_being_listed(tmp_path):
+  write_pair(tmp_path, "a", label(values=(0, 255, 1)))
+  src = paired.PairedFolder(tmp_path, num_classes=2)
+  assert set(np.unique(src[0]["label"])) == {0, 1, 255} and not src.skipped

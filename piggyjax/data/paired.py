@@ -5,7 +5,7 @@
                                                                          one stem per line)
 
 Labels are single-channel PNGs (grayscale or palette) whose pixel values are class indices.
-``ignore`` values (CamVid's void 11, VOC's 255) become the pipeline's ignore value 255; ``remap``
+``ignore`` values (CamVid's void 11; 255 always) become the pipeline's ignore value 255; ``remap``
 maps a file value to a class first. Any other value outside ``[0, num_classes)`` makes the record
 a counted skip: a label is never guessed. An image without its label is a counted skip at
 construction; a label of another size than its image, an RGB label or an unreadable file, at read
@@ -44,6 +44,7 @@ class LabelMap:
     self.bad_values: dict[str, list[int]] = {}
     table = np.full((size,), -1, np.int32)
     table[:num_classes] = np.arange(num_classes)
+    table[IGNORE] = IGNORE  # 255 is void everywhere in piggyjax (VOC's border, the padding)
     for value, cls in (remap or {}).items():
       if not (0 <= int(cls) < num_classes or int(cls) == IGNORE) or not 0 <= int(value) < size:
         raise ValueError(f"remap {int(value)} -> {int(cls)}: the target must be a class in "
