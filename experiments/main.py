@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs import e
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from piggyjax import cli, locking, validate  # noqa: E402
+from piggyjax import ckpt_verify, cli, diskfull, locking, validate  # noqa: E402
 from piggyjax.data.prepared import PreparedError  # noqa: E402
 
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "quickstart.py")
@@ -51,8 +51,9 @@ def main(argv):
       cli.evaluate(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt)
     elif FLAGS.mode == "apply":
       cli.apply(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt, FLAGS.input, FLAGS.output)
-  except (cli.UsageError, validate.ConfigError, locking.LockHeld,
-          PreparedError) as err:
+  except (cli.UsageError, validate.ConfigError, locking.LockHeld, diskfull.DiskFull,
+          ckpt_verify.CheckpointError,
+          PreparedError) as err:  # what the user can fix: the message says how
     logging.error("%s", err)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
