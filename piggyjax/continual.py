@@ -30,6 +30,8 @@ def _split(names: str) -> list[str]:
 def check_sequence(config) -> tuple[list[str], list[str]]:
   # registers config.task_defs; every id of config.tasks known and distinct, in order
   task_ids, strats = tasks.from_config(config), _split(config.strategies)
+  if strats == ["all"]:  # --config.strategies=all: the paper's four and every baseline
+    strats = list(strategies.NAMES)
   for s in strats:
     strategies.get(s, config)
   if len(set(task_ids)) != len(task_ids) or not task_ids:

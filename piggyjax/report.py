@@ -22,8 +22,9 @@ from piggyjax import diskfull
 Results = dict[str, Any]
 Table = list[list[str]]
 
-STRATEGIES = ("scratch", "finetune", "decoder", "piggyback")
-HEADERS = {"finetune": "fine-tune"}
+STRATEGIES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
+              "joint")
+HEADERS = {"finetune": "fine-tune", "packnet": "PackNet", "lwf": "LwF", "ewc": "EWC"}
 TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid", "colorize_coco": "Colorization",
                "style_starry": "Starry Night", "style_scream": "The Scream"}
 METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
@@ -94,7 +95,31 @@ def forgetting(results: Mapping, strategy: str) -> dict[str, Any]:
     metric, higher = primary(results, tasks[i])
     d = _value(R[-1][i], metric) - _value(R[i][i], metric)
     diffs.append(d if higher else -d)
-  return {"bwt": _nanmean(diffs), "average_final": _nanmean(last), "k_after_k1": k_after}
+  # Forgetting per task in the task's own units (> 0 = worse at the end than after learning
+  # it), and BWT relative to each task's value after learning it: unit-free, so comparable.
+  per_task = {tasks[i]: -d for i, d in enumerate(diffs)}
+  rel = [d / abs(_value(R[i][i], primary(results, tasks[i])[0])) * 100
+         for i, d in enumerate(diffs) if _value(R[i][i], primary(results, tasks[i])[0])]
+  return {"bwt": _nanmean(diffs), "average_final": _nanmean(last), "k_after_k1": k_after,
+          "forgetting": per_task, "bwt_relative_pct": _nanmean(rel)}
+
+
+def relative_to(results: Mapping, strategy: str, reference: str = "scratch") -> float:
+  """Mean over tasks of the final primary metric relative to ``reference``'s value after
+  training that task, in % (100 = as good as the reference; above = better), so mIoU, MSE
+  and losses can be averaged: value / ref where higher is better, ref / value where lower."""
+  tasks = results["tasks"]
+  ref = results["strategies"].get(reference, {}).get("after_training", {})
+  R = results["strategies"][strategy].get("matrix") or []
+  out = []
+  for i, t in enumerate(tasks):
+    metric, higher = primary(results, t)
+    final = _value(R[-1][i], metric) if R else float("nan")
+    base = _value(ref.get(t), metric)
+    num, den = (final, base) if higher else (base, final)
+    if math.isfinite(num) and math.isfinite(den) and den > 0 and num >= 0:
+      out.append(100 * num / den)
+  return _nanmean(out)
 
 
 def summarize(results: Results) -> Results:
@@ -134,8 +159,18 @@ def table(results: Mapping, all_metrics: bool = False) -> Table:
     rows.append([f"Task {k + 1} ({task_label(tasks[k])}) after Task {k + 2}, "
                  f"{metric_label(metric)}"]
                 + [fmt(F[n].get("k_after_k1", {}).get(tasks[k], {}).get(metric)) for n in names])
-  rows.append(["Average final primary metric (mixed units)"] + [fmt(F[n].get("average_final")) for n in names])
+  for k in range(len(tasks) - 1):
+    metric = primary(results, tasks[k])[0]
+    rows.append([f"Task {k + 1} ({task_label(tasks[k])}) forgotten by the end, "
+                 f"{metric_label(metric)} (> 0 = worse)"]
+                + [fmt(F[n].get("forgetting", {}).get(tasks[k])) for n in names])
+  ref = "scratch" if "scratch" in S else "joint" if "joint" in S else None
+  if ref:
+    rows.append([f"Final primary metric relative to {HEADERS.get(ref, ref)}, mean over tasks (%)"]
+                + [fmt(relative_to(results, n, ref)) for n in names])
   rows.append(["BWT, primary metric (< 0 = forgetting)"] + [fmt(F[n].get("bwt")) for n in names])
+  rows.append(["BWT relative to each task's value after learning it (%)"]
+              + [fmt(F[n].get("bwt_relative_pct")) for n in names])
   return rows
 
 
