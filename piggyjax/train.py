@@ -258,7 +258,8 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   per_process = sharding.check_batch_size(config.batch_size)
   source = data.make_source(task_id, "train", config)
   batches = data.batches(source, batch_size=per_process, image_size=config.image_size,
-                         train=True, seed=_task_seed(config, task_id))
+                         train=True, seed=_task_seed(config, task_id),
+                         worker_count=int(config.data.get("worker_count", 0) or 0))
   batches = itertools.islice(batches, start, None)  # the same batches an unbroken run sees
   reporter = Reporter(workdir if sharding.is_writer() else None, steps, start,
                       desc=f"{stored_as}/{task_id}")

@@ -43,7 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
       "on_label_size_mismatch": "skip", "strict": False, "quickstart_image_size": 96,
       "quickstart_train_examples": 512, "quickstart_eval_examples": 64, "seed": 0,
       # Read examples prepared once for this crop size (experiments/prepare.py) from here.
-      "prepared_dir": ""})
+      "prepared_dir": "",
+      # Training input in this many grain worker processes (0: threads in this process);
+      # the batches are the same either way.
+      "worker_count": 0})
   # Johnson et al.'s perceptual loss; see piggyjax/tasks/style.py for how the ratios were chosen.
   c.style = ml_collections.ConfigDict(
       {"content_weight": 1.0, "style_weight": 1e5, "tv_weight": 2.0, "style_size": 256})

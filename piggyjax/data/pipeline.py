@@ -20,6 +20,7 @@ import numpy as np
 from piggyjax.data import records, transforms
 
 VOID = 255
+_SKIPPED: dict = {"skipped": True}  # a training record its source skipped (see batches)
 
 
 def _shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
@@ -98,11 +99,14 @@ def _rows_of_process(stream: grain.MapDataset, per_process: int, index: int,
 
 def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, seed: int,
             num_epochs: int | None = None, shard_index: int | None = None,
-            shard_count: int | None = None, num_threads: int = 4) -> Iterator[dict[str, np.ndarray]]:
+            shard_count: int | None = None, num_threads: int = 4,
+            worker_count: int = 0) -> Iterator[dict[str, np.ndarray]]:
   """Batches of numpy arrays: ``image`` uint8 BHW3, ``label`` int32 BHW (255 = ignore), ``valid`` bool B.
 
   ``batch_size`` is per process; the global batch is ``batch_size * shard_count``. Train is
-  endless when ``num_epochs`` is None; eval is one pass.
+  endless when ``num_epochs`` is None; eval is one pass. ``worker_count`` > 0 (train only):
+  records are read and augmented in that many grain worker processes (each with
+  ``num_threads`` threads; the source is pickled to them), giving the same batches as threads.
   """
   shard_index, shard_count = _shard(shard_index, shard_count)
   labels = _has_labels(source)
@@ -119,7 +123,7 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
       with records.decode_at_least(draft_train):  # an unlabelled JPEG may decode smaller
         example = _read(source, index, failed, n)
       if example is None:
-        return None  # grain's iterator drops Nones
+        return _SKIPPED  # dropped below, after the workers' streams are merged back in order
       h, w = transforms.frame_hw(example)
       return _row(transforms.apply_view(example, transforms.train_view(h, w, size, rng), size),
                   labels, True)
@@ -128,7 +132,17 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
     ds = ds.random_map(augment, seed=seed + 1)  # the rng follows the stream position
     if shard_count > 1:
       ds = _rows_of_process(ds, batch_size, shard_index, shard_count)
-    return iter(ds.to_iter_dataset(options).batch(batch_size, drop_remainder=True, batch_fn=_stack))
+    rows = ds.to_iter_dataset(options)
+    if worker_count > 0:
+      from absl import flags
+      if not flags.FLAGS.is_parsed():  # grain reads its absl flags; outside an absl app: defaults
+        flags.FLAGS.mark_as_parsed()
+      # Worker w reads positions w, w+k, ... of this stream and grain interleaves them back
+      # round-robin, so the order is the stream's; a skipped record is a marker until here
+      # (a dropped one would shift that worker's turn), so batches match the threads' exactly.
+      rows = rows.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)))
+    rows = rows.filter(lambda row: "image" in row)
+    return iter(rows.batch(batch_size, drop_remainder=True, batch_fn=_stack))
 
   per_shard = math.ceil(n / shard_count)
   num_batches = math.ceil(per_shard / batch_size)

@@ -226,6 +226,10 @@ class PreparedSource(records.Source):
     self._shards: dict[int, Any] = {}  # shard -> grain's ArrayRecordDataSource, once verified
     self._verify_lock = threading.Lock()
 
+  def __getstate__(self) -> dict[str, Any]:
+    # A copy (a grain worker process) opens and verifies the shards it reads itself.
+    return {**super().__getstate__(), "_shards": {}}
+
   def __len__(self) -> int:
     return int(self.manifest["source"]["length"])
 

@@ -29,6 +29,9 @@ class BadRecord(ValueError):
   """What a skip becomes under ``strict`` (``config.data.strict``): the run stops on it."""
 
 
+_LOCKS = {type(threading.Lock()): "Lock", type(threading.RLock()): "RLock"}  # by threading name
+
+
 class Source:
   """Random-access base: ``len``, ``src[i] -> dict``, and an inspectable record of skips."""
   has_labels: bool = False
@@ -46,6 +49,21 @@ class Source:
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     raise NotImplementedError
+
+  # Pickling (grain's worker processes get a copy of the source): locks do not pickle, so the
+  # copy gets fresh ones, and the skips known so far (a worker then logs only new ones; what a
+  # worker skips stays in its own copy). Subclasses with other unpicklable state extend these.
+  def __getstate__(self) -> dict[str, Any]:
+    state = {k: v for k, v in self.__dict__.items() if type(v) not in _LOCKS}
+    state["_locks"] = {k: _LOCKS[type(v)] for k, v in self.__dict__.items() if type(v) in _LOCKS}
+    state["skipped"] = dict(self.skipped)
+    return state
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    state = dict(state)
+    for name, kind in state.pop("_locks", {"_lock": "Lock"}).items():
+      state[name] = getattr(threading, kind)()
+    self.__dict__.update(state)
 
   def note_skip(self, record_id: str, reason: str) -> None:
     with self._lock:
