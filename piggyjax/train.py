@@ -192,10 +192,10 @@ class Runner:
 
   def _train_step(self, state: TrainState, fixed, consts, batch):
     frozen, base_stats = fixed["params"], fixed["stats"]
-    x = self.task.model_input(batch)
-    norms_train = self.strategy.norms_train and bool(state.batch_stats)
     extra = fixed.get("extra", {})  # the strategy's constants (teacher, Fisher, buffer, owners)
     trainable_in = self.strategy.before_step(state.trainable, extra, state.step)
+    x = self.task.model_input(batch)
+    norms_train = self.strategy.norms_train and bool(state.batch_stats)
 
     def loss_fn(trainable):
       v = self.variables(frozen, trainable, state.batch_stats)
@@ -322,9 +322,9 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   trained = sharding.to_host(state)
   arrays, mask = strategies.payload(runner.strategy, task_id, runner.frozen, trained.trainable,
                                     trained.batch_stats, config)
+  arrays, mask = runner.strategy.after_task(runner, trained, fixed, consts, extra, arrays, mask)
   meta = {"metrics": eval_metrics, "threshold": float(config.mask.threshold),
           "norm": config.mask.norm, "steps": steps, "head_channels": task.head_channels,
-  arrays, mask = runner.strategy.after_task(runner, trained, fixed, consts, extra, arrays, mask)
           "trained_as": strategy}
   bank_root = bank.root if bank is not None else Path(bank_path or workdir / "bank")
   if sharding.is_writer():
