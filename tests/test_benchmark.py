@@ -43,7 +43,8 @@ def result(tiny_bank, tmp_path_factory):
   c.bench.update({"steps": 2, "warmup": 1, "inference_steps": 2, "strategies": "finetune,piggyback",
                   "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2,
                   "matmul_size": 128, "input_sources": "quickstart,voc", "input_image_size": 32,
-                  "input_batches": 2, "input_encodings": "raw", "input_data_dir": "/nonexistent"})
+                  "input_batches": 2, "input_encodings": "raw", "input_data_dir": "/nonexistent",
+                  "input_workers": 1})
   r = suite.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
   return json.loads(json.dumps(r))   # what the JSON file holds
 
@@ -105,6 +106,7 @@ def test_machine_memory_and_markdown(result):
   for heading in ("## Train step", "## Inference", "## Task switch", "## Mask storage"):
     assert heading in md
   assert "piggyback/finetune" in md
+  assert "| quickstart | prepared_raw | 1 |" in md   # the worker-process table
 
 
 def test_entropy_bits():
@@ -146,4 +148,7 @@ def test_input_pipeline_figures(result):
     assert row["stages"]["decode_ms"] > 0 and row["stages"]["resize_crop_flip_ms"] > 0
     assert row["images_per_s_at_cores"] == pytest.approx(16 * row["images_per_cpu_s"])
   assert q["prepared_raw"]["bytes_per_image"] > 0 and q["prepared_raw"]["speedup_per_core"] > 0
+  for form in ("raw", "prepared_raw"):   # the same read by a grain worker process
+    w = q[form]["worker_processes"]
+    assert w["workers"] == 1 and w["images"] == 2 * 8 and w["per_core_vs_threads"] > 0
   assert "/nonexistent" in ip["sources"]["voc"]["error"]   # no data: said, not a crash

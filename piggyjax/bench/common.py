@@ -46,6 +46,7 @@ DEFAULTS = {
     "input_batch_size": 8,
     "input_batches": 20,               # timed batches per source and form
     "input_threads": 2,                # grain threads
+    "input_workers": 0,                # > 0: also grain worker processes (one thread each)
     "input_cores": 16,                 # images/s per core are extrapolated to this many cores
     "input_encodings": "raw,jpeg",     # prepared forms measured
     "input_data_dir": "../shared/data",

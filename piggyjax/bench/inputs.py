@@ -99,27 +99,58 @@ def stages(source, image_size: int, records_n: int, seed: int = 0) -> dict:
   return out
 
 
+def _cpu_with_workers() -> float:
+  """This process's CPU seconds plus its live child processes' (grain's workers)."""
+  import psutil
+  me = psutil.Process()
+  total = _cpu()
+  for child in me.children(recursive=True):
+    try:
+      t = child.cpu_times()
+      total += t.user + t.system
+    except psutil.Error:  # it ended meanwhile
+      pass
+  return total
+
+
 def pipeline_rate(source, image_size: int, batch_size: int, n_batches: int, threads: int,
-                  seed: int = 0) -> dict:
-  it = batches(Cycled(source, 4096), batch_size=batch_size, image_size=image_size, train=True, seed=seed,
-               num_epochs=None, shard_index=0, shard_count=1, num_threads=threads)
-  next(it)  # warm-up: thread pool start, first shard checksum, photo loading
-  wall, cpu = time.perf_counter(), _cpu()
+                  seed: int = 0, workers: int = 0) -> dict:
+  """``workers`` > 0: grain worker processes, each with ``threads`` threads; CPU time then
+  counts them too (psutil, 10 ms ticks: time enough batches)."""
+  it = batches(Cycled(source, 4096), batch_size=batch_size, image_size=image_size, train=True,
+               seed=seed, num_epochs=None, shard_index=0, shard_count=1, num_threads=threads,
+               worker_count=workers)
+  cpu_now = _cpu_with_workers if workers else _cpu
+  for _ in range(1 + 2 * workers):  # warm-up: threads or processes start, shard checksums
+    next(it)
+  wall, cpu = time.perf_counter(), cpu_now()
   for _ in range(n_batches):
     next(it)
-  wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+  wall, cpu = time.perf_counter() - wall, cpu_now() - cpu
+  getattr(it, "close", lambda: None)()
   n = n_batches * batch_size
-  return {"threads": threads, "images": n, "images_per_s": n / wall,
+  return {"threads": threads, "workers": workers, "images": n, "images_per_s": n / wall,
           "images_per_cpu_s": n / max(cpu, 1e-9), "cpu_ms_per_image": 1e3 * cpu / n}
 
 
+def with_workers(row: dict, source, image_size: int, batch_size: int, n_batches: int,
+                 workers: int) -> None:
+  """``row`` (threads) gains the same source read by ``workers`` processes of one thread."""
+  if workers > 0:
+    w = pipeline_rate(source, image_size, batch_size, n_batches, 1, workers=workers)
+    w["per_core_vs_threads"] = w["images_per_cpu_s"] / row["images_per_cpu_s"]
+    w["wall_vs_threads"] = w["images_per_s"] / row["images_per_s"]
+    row["worker_processes"] = w
+
+
 def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batches: int,
-            threads: int, workdir: str | None = None, encodings=("raw",)) -> dict:
-  """Raw and prepared figures for one source."""
+            threads: int, workdir: str | None = None, encodings=("raw",), workers: int = 0) -> dict:
+  """Raw and prepared figures for one source (and with ``workers`` processes, if > 0)."""
   task, _ = SOURCES[name]
   raw = make_source(task, "train", source_config(name, data_dir, image_size))
   out = {"task": task, "records": len(raw), "raw": pipeline_rate(raw, image_size, batch_size,
                                                                   n_batches, threads)}
+  with_workers(out["raw"], raw, image_size, batch_size, n_batches, workers)
   out["raw"]["stages"] = stages(raw, image_size, min(max(len(raw), 24), 96))
   _split(out["raw"])
   with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -131,6 +162,8 @@ def measure(name: str, data_dir: str, image_size: int, batch_size: int, n_batche
       prepare_s = (_cpu() - t) / len(raw)
       prep = make_source(task, "train", source_config(name, data_dir, image_size, d))
       row = pipeline_rate(prep, image_size, batch_size, n_batches, threads)
+      if enc == "raw":
+        with_workers(row, prep, image_size, batch_size, n_batches, workers)
       row["stages"] = stages(prep, image_size, min(max(len(prep), 24), 96))
       _split(row)
       row["prepare_cpu_ms_per_image"] = 1e3 * prepare_s
@@ -157,7 +190,8 @@ def input_pipeline(config, s: dict, workdir: str | None = None) -> dict:
   for name in names:
     try:
       r = measure(name, s["input_data_dir"], size, s["input_batch_size"], s["input_batches"],
-                  s["input_threads"], workdir, tuple(s["input_encodings"].split(",")))
+                  s["input_threads"], workdir, tuple(s["input_encodings"].split(",")),
+                  int(s["input_workers"]))
     except (FileNotFoundError, ValueError) as e:  # e.g. no CamVid reader or data here
       out["sources"][name] = {"error": f"{type(e).__name__}: {e}"}
       continue
@@ -176,9 +210,11 @@ def main() -> None:
   p.add_argument("--batches", type=int, default=10)
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--encodings", default="raw,jpeg")
+  p.add_argument("--workers", type=int, default=0, help="also measure grain worker processes")
   a = p.parse_args()
   print(json.dumps(measure(a.source, a.data_dir, a.image_size, a.batch_size, a.batches,
-                           a.threads, encodings=tuple(a.encodings.split(","))), indent=1))
+                           a.threads, encodings=tuple(a.encodings.split(",")),
+                           workers=a.workers), indent=1))
 
 
 if __name__ == "__main__":

@@ -105,5 +105,15 @@ def markdown(r: dict) -> str:
                      f"{st['decode_ms']:.2f} | {st['resize_crop_flip_ms']:.2f} | {row['rest_ms']:.2f}"
                      f" | {size} | {row.get('speedup_per_core', 1.0):.2f}x |")
     lines.append("")
+    procs = [(name, form, src[form]["worker_processes"]) for name, src in ip["sources"].items()
+             for form in src if isinstance(src[form], dict) and "worker_processes" in src[form]]
+    if procs:
+      lines += ["Grain worker processes (one thread each; CPU counts the workers) against the "
+                "threads above:", "", "| source | form | workers | images/s per core | wall "
+                "images/s | per core vs threads | wall vs threads |", "|---|---|---|---|---|---|---|"]
+      lines += [f"| {name} | {form} | {w['workers']} | {w['images_per_cpu_s']:.0f} | "
+                f"{w['images_per_s']:.0f} | {w['per_core_vs_threads']:.2f}x | "
+                f"{w['wall_vs_threads']:.2f}x |" for name, form, w in procs]
+      lines.append("")
   lines.append(f"Peak host memory: {r['peak_host_memory_mb']:.0f} MB.")
   return "\n".join(lines) + "\n"
