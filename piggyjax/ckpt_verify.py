@@ -54,12 +54,23 @@ def _nbytes(tree) -> int:
   return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
 
 
+def seal_if_done(mgr, ckpt_root: Path, since: int = 0) -> None:
+  """``seal`` once the last asynchronous save has landed (cheap to call every step): the window
+  in which a kill finds a finished checkpoint without its manifest stays about one step."""
+  import jax
+  if jax.process_count() > 1:
+    return  # processes would see the save land at different steps: they seal at the next save
+  if ckpt_root in _saving and not mgr.is_saving_in_progress():
+    seal(mgr, ckpt_root, since)
+
+
 def seal(mgr, ckpt_root: Path, since: int = 0) -> None:
   """Wait for Orbax's saves, then record the sha256 of every checkpoint after ``since`` that
   has none yet; drop the manifests of checkpoints Orbax has deleted."""
   step, nbytes = _saving.get(ckpt_root, (None, None))
   with diskfull.guard(ckpt_root / str(step) if step else ckpt_root, nbytes):
     mgr.wait_until_finished()  # raises what an asynchronous save met
+  _saving.pop(ckpt_root, None)
   if not sharding.is_writer():
     return
   steps = set(mgr.all_steps())

@@ -281,6 +281,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
     for step in range(start + 1, steps + 1):
       batch = sharding.put_batch(next(batches), runner.mesh)
       state, metrics = runner.train_step(state, fixed, consts, batch)
+      ckpt_verify.seal_if_done(mgr, workdir / "checkpoints", start)  # a save landed: seal it
       if pending is not None:  # read the previous step's metrics: the device never waits
         report(*pending)
       pending = (step, metrics)

@@ -38,18 +38,20 @@ def test_killed_run_resumes_and_a_nan_names_the_last_good_checkpoint(tmp_path):
   run_dir = workdir / "base" / "seg_coco"
   ckpts = run_dir / "checkpoints"
   saved = lambda: sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  # A checkpoint is resumed from once its sha256 manifest is written (piggyjax/ckpt_verify.py).
+  sealed = lambda: [s for s in saved() if (run_dir / "checkpoint_sha256" / f"{s}.json").exists()]
 
   # 1. kill -9 once a step-8 checkpoint is complete: somewhere in steps 9..48 or in a save.
   first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 240
-  while not (ckpts / "8").is_dir():
+  while not (run_dir / "checkpoint_sha256" / "8.json").exists():
     assert first.poll() is None, first.stdout.read()[-3000:]
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.02)
   first.send_signal(signal.SIGKILL)
   first.wait()
-  last = saved()[-1]
+  last = sealed()[-1]
   assert first.returncode == -signal.SIGKILL and 8 <= last < 48, saved()
   assert not (workdir / "bank").exists()
   # As if the kill had landed inside a save: a half-written later checkpoint.
