@@ -40,10 +40,12 @@ def check_sequence(config) -> tuple[list[str], list[str]]:
 
 
 def figure_batch(config, task_id: str) -> dict:
-  """The first ``config.figure_images`` evaluation images: the same for every strategy."""
+  """The first ``config.figure_images`` evaluation images: the same for every strategy, at
+  ``config.figure_size`` pixels if set (the U-Net is convolutional: it runs at any size)."""
   source = data.make_source(task_id, "eval", config)
   n = max(1, int(config.figure_images))
-  batch = next(iter(data.batches(source, batch_size=n, image_size=config.image_size,
+  size = int(config.get("figure_size") or config.image_size)
+  batch = next(iter(data.batches(source, batch_size=n, image_size=size,
                                  train=False, seed=config.seed, shard_index=0, shard_count=1)))
   return {k: v for k, v in batch.items() if k != "id"}
 

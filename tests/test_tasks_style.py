@@ -115,7 +115,11 @@ def test_metrics_report_each_term_and_ssim_to_content(consts):
   logits = jnp.log(x / (1 - x))      # sigmoid(logits) is the content image
   state = jax.jit(task.metrics_update)(consts, task.metrics_init(), logits, {"image": ims})
   out = task.metrics_finalize(state)
-  assert set(out) == {"ssim", "content_loss", "style_loss", "tv_loss", "total_loss"}
+  assert set(out) == {"ssim", "content_loss", "style_loss", "tv_loss", "total_loss",
+                      "style_loss_photo", "style_closed_pct"}
+  # The photo itself closed none of its Gram distance to the painting.
+  assert out["style_loss_photo"] == pytest.approx(out["style_loss"], rel=1e-4)
+  assert out["style_closed_pct"] == pytest.approx(0.0, abs=0.05)
   assert out["ssim"] == pytest.approx(1.0, abs=1e-3)       # the content image itself
   assert out["content_loss"] < 1e-3 < out["style_loss"]
   pic = task.to_image(logits[0], ims[0])

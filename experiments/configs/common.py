@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.style_image = ""              # an explicit painting for a style task, else data_dir/styles
   c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
   c.figure_images = 4             # evaluation images per task in the comparison grids
+  c.figure_size = 0               # their size in pixels; 0 = image_size
   # The baselines (docs/BASELINES.md says where each default comes from).
   c.packnet = ml_collections.ConfigDict({"first_prune": 0.5, "prune": 0.75, "retrain_steps": 0})
   c.lwf = ml_collections.ConfigDict({"lam": 1.0, "temperature": 2.0})

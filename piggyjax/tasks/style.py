@@ -144,7 +144,7 @@ class Style(Task):
     return means["total_loss"], means
 
   def metrics_init(self) -> Metrics:
-    return summed_metrics(("ssim",) + TERMS + ("total_loss",))
+    return summed_metrics(("ssim",) + TERMS + ("total_loss", "style_loss_photo"))
 
   def metrics_update(self, consts: Consts, state: Metrics, outputs_BHWK: jax.Array,
                      batch: Batch) -> Metrics:
@@ -153,10 +153,17 @@ class Style(Task):
     per_row = per_row_terms(consts, y, content)
     image = jnp.asarray(batch["image"]).astype(jnp.float32)
     per_row["ssim"] = imaging.ssim(jnp.round(y * 255.0), image, max_val=255.0)
+    # The unchanged photo's style term: how far its Grams are from the painting's to begin with.
+    per_row["style_loss_photo"] = per_row_terms(consts, content, content)["style_loss"]
     return add_rows(state, per_row, imaging.valid_rows(batch, y.shape[0]))
 
   def metrics_finalize(self, state: Metrics) -> dict[str, float]:
-    return finalize_means(jax.device_get(state))
+    out = finalize_means(jax.device_get(state))
+    # style_closed_pct: the share of the photo's Gram distance to the painting that the output
+    # closed (100 = the painting's Grams exactly, 0 = no more painterly than the photo).
+    if out.get("style_loss_photo"):
+      out["style_closed_pct"] = 100.0 * (1.0 - out["style_loss"] / out["style_loss_photo"])
+    return out
 
   def to_image(self, outputs_HWK: jax.Array, image_HW3: np.ndarray) -> np.ndarray:
     return imaging.to_uint8(jax.nn.sigmoid(jnp.asarray(outputs_HWK, jnp.float32)))
