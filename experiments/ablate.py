@@ -29,6 +29,7 @@ flags.DEFINE_string("task", None, "The task to ablate (default: config.tasks' se
 flags.DEFINE_string("runs", "", "name:key=value,...;name:... (see the docstring).")
 flags.DEFINE_string("out", "runs/ablate.jsonl", "JSON lines, one per run (appended).")
 flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
+flags.DEFINE_bool("table", False, "Only print --out as a Markdown table.")
 FLAGS = flags.FLAGS
 
 
@@ -103,14 +104,39 @@ def _head_hook(train):
   train.initial_variables = initial_variables
 
 
+def table(path: Path) -> str:
+  """The JSON lines of ``path`` as a Markdown table (the last row of each name wins)."""
+  rows = {}
+  for line in path.read_text().splitlines():
+    if line.strip():
+      r = json.loads(line)
+      rows[r["name"]] = r
+  out = ["| run | strategy | changed | metrics | density | a corr / b corr | wall s |",
+         "|---|---|---|---|---|---|---|"]
+  for r in rows.values():
+    changed = ", ".join(f"{k}={v}" for k, v in r["fields"].items() if k != "strategy") or "-"
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items())
+    c = r.get("chroma") or {}
+    corr = f"{c['corr_a']:.2f} / {c['corr_b']:.2f}" if c else "-"
+    dens = f"{r['density']:.3f}" if r.get("density") else "-"
+    out.append(f"| {r['name']} | {r['strategy']} | {changed} | {metrics} | {dens} | {corr} | "
+               f"{r['wall_s']} |")
+  return "\n".join(out)
+
+
 def main(argv):
   del argv
+  if FLAGS.table:
+    print(table(Path(FLAGS.out)))
+    return
   from piggyjax import continual, tasks, train
   _head_hook(train)
   from piggyjax.bank import Bank
   config = FLAGS.config
   if FLAGS.data_dir:
     config.data.data_dir = FLAGS.data_dir
+  if hasattr(tasks, "from_config"):
+    tasks.from_config(config)  # the config's own task definitions
   out = Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   task_ids = continual._split(config.tasks)

@@ -96,3 +96,12 @@ def test_regression_heads_start_at_zero_classifiers_random(task_id, zero):
   kernel = v["params"][unet.head_name(task_id)]["kernel"]
   assert (not np.any(kernel)) == zero
   assert np.any(v["params"]["backbone"]["enc_0"]["Conv_0"]["kernel"])  # the rest is random
+
+
+def test_paper_config_keeps_the_original_piggyback_recipe():
+  from experiments.configs import paper
+  c = paper.get_config()
+  assert (c.optim.lr_scores, c.optim.lr_head, c.mask.norm) == (1e-4, 1e-4, "frozen")
+  assert (c.mask.init, c.mask.threshold) == (1e-2, 5e-3)
+  lrs = _lrs(c, c.optim.lr_scores, 100)
+  np.testing.assert_allclose([lrs[49], lrs[50]], [1e-4, 1e-5])
