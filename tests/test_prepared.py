@@ -173,8 +173,9 @@ def test_main_reports_a_stale_prepared_set_as_a_usage_error(tmp_path, tiny_confi
   from conftest import ROOT
   old = tiny_config(**{"data.quickstart_train_examples": 8, "data.quickstart_eval_examples": 4})
   for split in ("train", "eval"):   # made from 8 photos; the run below reads 16
-    prepared.prepare(make_source("seg_voc", split, old), prepared.set_dir(tmp_path, "seg_voc", split),
-                     task_id="seg_voc", split=split, image_size=32)
+    prepared.prepare(make_source("seg_voc", split, old),
+                     prepared.set_dir(tmp_path, "seg_voc", split), task_id="seg_voc", split=split,
+                     image_size=32)
   args = ["--config=experiments/configs/quickstart.py", "--config.model.preset=tiny",
           "--config.steps=2", "--config.batch_size=4", "--config.eval_batches=1",
           "--config.data.quickstart_train_examples=16", "--config.data.quickstart_eval_examples=4",

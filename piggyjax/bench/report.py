@@ -110,7 +110,8 @@ def markdown(r: dict) -> str:
     if procs:
       lines += ["Grain worker processes (one thread each; CPU counts the workers) against the "
                 "threads above:", "", "| source | form | workers | images/s per core | wall "
-                "images/s | per core vs threads | wall vs threads |", "|---|---|---|---|---|---|---|"]
+                "images/s | per core vs threads | wall vs threads |",
+                "|---|---|---|---|---|---|---|"]
       lines += [f"| {name} | {form} | {w['workers']} | {w['images_per_cpu_s']:.0f} | "
                 f"{w['images_per_s']:.0f} | {w['per_core_vs_threads']:.2f}x | "
                 f"{w['wall_vs_threads']:.2f}x |" for name, form, w in procs]
