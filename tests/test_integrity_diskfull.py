@@ -192,19 +192,19 @@ def test_the_command_stops_with_one_line_naming_the_checkpoint(tmp_path):
   """experiments/main.py under a 4 KiB file size limit: the first checkpoint cannot be written;
   exit status 2 and one line naming it. (Resuming after a failed save is
   checked above, in-process: the checkpoint before it verifies.)"""
-  def limited():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited through exec
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+  # bash sets both for the command it execs (no preexec_fn: forking a JAX process is unsafe):
+  # 4 blocks of 1 KiB, and SIGXFSZ ignored, which exec keeps.
+  limited = ["bash", "-c", 'ulimit -f 4 && trap "" XFSZ && exec "$@"', "limited"]
   cmd = [sys.executable, str(ROOT / "experiments" / "main.py"), "--task=seg_coco",
          f"--workdir={tmp_path}", "--config.model.preset=tiny", "--config.steps=2",
          "--config.checkpoint_every=1", "--config.batch_size=4", "--config.eval_batches=1",
          "--config.data.quickstart_train_examples=16", "--config.data.quickstart_eval_examples=4"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       preexec_fn=limited)
+  out = subprocess.run(limited + cmd, env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
   assert out.returncode == 2, out.stderr[-3000:]
   line = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
   assert line and line[0].startswith(f"error: could not write {tmp_path}/base/seg_coco/"
-                                     "checkpoints/1 (file too large): it needs about "), line
+                                     "checkpoints/1 (file too large): it needs about "), out.stderr[-1500:]
   # (Orbax's save thread logs its own traceback of the failure before that line.)
   assert not (tmp_path / "bank").exists()
