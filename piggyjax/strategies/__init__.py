@@ -36,7 +36,6 @@ from piggyjax.strategies import base as _base
 
 NAMES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
          "joint")
-PAPER = ("scratch", "finetune", "decoder", "piggyback")  # the Piggyback paper's four
 _SIMPLE = {"scratch": Scratch, "finetune": Finetune, "lwf": LwF, "ewc": EWC, "replay": Replay,
            "joint": Joint}
 STORED = ("base", *NAMES)  # strategy names a bank's meta.json may carry

@@ -63,7 +63,7 @@ def heads_of(params: dict) -> dict:
 
 
 def with_base(base: dict, params: dict, stats: dict, backbone: dict | None = None) -> dict:
-  """{'params', 'batch_stats'?} as jnp arrays: ``backbone`` (default the base's) under ``params``."""
+  """{'params', 'batch_stats'?} as jnp arrays, ``backbone`` (default: the base's) in params."""
   if backbone is None:
     backbone = {"backbone": base["params"]["backbone"]}
   out = {"params": merge(backbone, params)}

@@ -79,8 +79,8 @@ class EWC(shared.Shared):
         v = bank.load(t)
         f = fisher(config, t, v, model_cfg, self._batches())
         accumulated = f if accumulated is None else self._accumulate(accumulated, f)
-    return {"lam": np.float32(self.param("lam", 100.0)), "anchor": host_copy(variables["params"]["backbone"]),
-            "fisher": accumulated}
+    return {"lam": np.float32(self.param("lam", 100.0)),
+            "anchor": host_copy(variables["params"]["backbone"]), "fisher": accumulated}
 
   def _accumulate(self, old, new):
     gamma = float(self.param("gamma", 1.0))

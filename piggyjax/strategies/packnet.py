@@ -143,7 +143,7 @@ class PackNet(Strategy):
     base = bank.base()
     mine = _mine(bank)
     kernels = {p: np.zeros(np.shape(v), np.asarray(v).dtype)
-               for p, v in _flat(base["params"]).items() if p[0] == "backbone" and p[-1] == "kernel"}
+               for p, v in _flat(base["params"]).items() if _is_kernel(p)}
     for t in mine[:mine.index(task) + 1]:
       a, m = (arrays, mask) if t == task else bank.load_payload(t)[:2]
       vals = _flat(a[VALUES])
