@@ -221,6 +221,35 @@ class Runner:
   def put(self, tree):
     return sharding.put_replicated(tree, self.mesh)
 
+  def _batch_stats(self, frozen, trainable, stats, batch):
+    """This batch's BatchNorm statistics for the norms the strategy trains, via Flax's update
+    ``new = m * old + (1 - m) * batch`` from ``old = 0``; the others as in ``stats``."""
+    zeros = jax.tree.map(jnp.zeros_like, stats)
+    stats_in = self.strategy.keep_stats(stats, zeros)
+    v = self.variables(frozen, trainable, stats_in)
+    _, upd = self.model.apply(v, self.task.model_input(batch), self.task_id,
+                              self.strategy.norms_train, mutable=["batch_stats"])
+    own = jax.tree.map(lambda x: x / (1.0 - unet.BN_MOMENTUM), upd["batch_stats"])
+    return self.strategy.keep_stats(stats, own)
+
+  def recalibrate(self, fixed, state: TrainState, batches, n: int) -> TrainState:
+    """BatchNorm running statistics re-estimated as the mean over ``n`` training batches of the
+    final network's batch statistics (weights unchanged).
+
+    The running averages (momentum 0.9: about the last 10 batches) describe networks from the
+    last steps, and a mask still flipping weights moves them more than an optimizer step does
+    (docs/ABLATIONS.md); a plain mean over more images also has less noise."""
+    if n <= 0 or not self.strategy.norms_train or not state.batch_stats:
+      return state
+    if not hasattr(self, "_stats_fn"):
+      self._stats_fn = jax.jit(self._batch_stats)
+    total = None
+    for _ in range(n):
+      batch = sharding.put_batch(next(batches), self.mesh)
+      stats = self._stats_fn(fixed["params"], state.trainable, state.batch_stats, batch)
+      total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+    return state.replace(batch_stats=jax.tree.map(lambda x: x / n, total))
+
 
 def _checkpoint_manager(path: Path, config):
   import orbax.checkpoint as ocp
@@ -314,6 +343,7 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
     report(*pending)
   ckpt_verify.seal(mgr, workdir / "checkpoints", start)
 
+  state = runner.recalibrate(fixed, state, batches, int(config.get("bn_recalibrate", 0) or 0))
   final = runner.variables(fixed["params"], state.trainable, state.batch_stats)
   eval_metrics = runner.evaluator.evaluate(final, consts, config)
   reporter.scalars(steps, eval_metrics, prefix="eval")

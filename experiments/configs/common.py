@@ -54,6 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
   c.figure_images = 4             # evaluation images per task in the comparison grids
   c.figure_size = 0               # their size in pixels; 0 = image_size
+  # After a task's last step, re-estimate BatchNorm statistics as the mean over this many
+  # training batches (0 = keep the running averages); train.Runner.recalibrate says why.
+  c.bn_recalibrate = 0
   # The baselines (docs/BASELINES.md says where each default comes from).
   c.packnet = ml_collections.ConfigDict({"first_prune": 0.5, "prune": 0.75, "retrain_steps": 0})
   c.lwf = ml_collections.ConfigDict({"lam": 1.0, "temperature": 2.0})

@@ -46,13 +46,17 @@ def preset(name: str, **overrides) -> UNetConfig:
   return dataclasses.replace(PRESETS[name], **overrides)
 
 
+# BatchNorm's running averages: new = BN_MOMENTUM * old + (1 - BN_MOMENTUM) * batch statistic.
+BN_MOMENTUM = 0.9
+
+
 class Norm(nn.Module):
   kind: str
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.kind == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=x.dtype)(x)
+      return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, dtype=x.dtype)(x)
     if self.kind == "group":
       return nn.GroupNorm(num_groups=min(8, x.shape[-1]), dtype=x.dtype)(x)
     if self.kind == "none":
