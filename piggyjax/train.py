@@ -65,7 +65,7 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
   if getattr(tasks.get(task_id), "zero_head_init", False):
     # A random 1x1 head adds a random projection of the frozen features to every output, an
     # offset Piggyback cannot train away (its masks only remove weights): on CamVid it left
-    # the b channel anti-correlated with the truth (docs/ABLATIONS.md). Zero starts at gray.
+    # piggyback's predicted chroma nearly uninformative (docs/ABLATIONS.md). Zero is gray.
     name = unet.head_name(task_id)
     fresh["params"][name] = {k: np.zeros_like(v) for k, v in fresh["params"][name].items()}
   strat = strategies.get(strategy, config)
