@@ -90,6 +90,8 @@ def problems(config, strategies: Sequence[str] = (), device_count: int | None = 
   _non_negative_int(out, "eval_every", config.get("eval_every", 0), "0: only at the end")
   _non_negative_int(out, "eval_batches", config.get("eval_batches", 0), "0: the whole split")
   _non_negative_int(out, "stop_after", config.get("stop_after", 0), "0: never")
+  _non_negative_int(out, "bn_recalibrate", config.get("bn_recalibrate", 0),
+                    "0: keep the running averages")
   for name in ("lr", "lr_head", "lr_scores"):
     if name in config.optim:
       _positive(out, f"optim.{name}", config.optim[name])

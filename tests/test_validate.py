@@ -24,6 +24,7 @@ BAD = [
     ({"steps_for": {"seg_voc": 0}}, "config.steps_for.seg_voc=0", "positive integer"),
     ({"checkpoint_every": 0}, "config.checkpoint_every=0", "positive integer"),
     ({"eval_every": -1}, "config.eval_every=-1", ">= 0"),
+    ({"bn_recalibrate": -2}, "config.bn_recalibrate=-2", ">= 0"),
     ({"optim.lr": 0.0}, "config.optim.lr=0.0", "positive"),
     ({"optim.lr_head": -1e-3}, "config.optim.lr_head=-0.001", "positive"),
     ({"optim.lr_scores": float("nan")}, "config.optim.lr_scores=nan", "finite"),
