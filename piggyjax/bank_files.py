@@ -41,11 +41,8 @@ def fingerprint(tree) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-  h = hashlib.sha256()
   with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _sha256_dir(root: Path) -> dict[str, str]:

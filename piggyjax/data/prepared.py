@@ -137,11 +137,8 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def file_sha256(path: Path) -> str:
-  h = hashlib.sha256()
   with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 22), b""):
-      h.update(chunk)
-  return h.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _identity(source, task_id: str, split: str, image_size: int, shard_size: int,

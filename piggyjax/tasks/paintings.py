@@ -34,11 +34,8 @@ def cache_dir() -> Path:
 
 
 def sha256(path: Path) -> str:
-  h = hashlib.sha256()
   with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def download_style(name: str, dest_dir: Path | None = None, timeout: float = 30.0) -> Path:
