@@ -20,7 +20,8 @@ config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config
                                 lock_config=False)
 flags.DEFINE_enum("mode", "train", list(cli.MODES), "What to do.")
 flags.DEFINE_string("task", None, "Task id (train, eval, apply).")
-flags.DEFINE_string("strategy", "piggyback", "scratch | finetune | decoder | piggyback.")
+flags.DEFINE_string("strategy", "piggyback", "scratch | finetune | decoder | piggyback | packnet | "
+                    "lwf | ewc | replay | joint.")
 flags.DEFINE_string("base_ckpt", None, "A bank directory; without it, train mode trains the "
                     "backbone on --task and starts a new bank.")
 flags.DEFINE_string("workdir", "runs/default", "Checkpoints, banks, metrics, figures, tables.")
