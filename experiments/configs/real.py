@@ -1,5 +1,5 @@
 """Real photos on a CPU: CamVid street scenes train the backbone, then colorization and two
-style transfers of those photos, under all four strategies, in about half an hour on 2 cores.
+style transfers of those photos, under all four strategies, in about 11 minutes on a quiet 2-core machine.
 
   python experiments/main.py --config=experiments/configs/real.py --mode=sequence \
       --data_dir=../shared/data --workdir=runs/real
