@@ -1,5 +1,6 @@
 """Real photos on a CPU: CamVid street scenes train the backbone, then colorization and two
-style transfers of those photos, under all four strategies, in about 11 minutes on a quiet 2-core machine.
+style transfers of those photos, under all four strategies, in about 11 minutes on a quiet
+2-core machine.
 
   python experiments/main.py --config=experiments/configs/real.py --mode=sequence \
       --data_dir=../shared/data --workdir=runs/real
@@ -10,7 +11,7 @@ the same CamVid photos (train split to learn, val split to evaluate; their label
 
 Departures from paper.py, and why (measurements: docs/ABLATIONS.md):
 - U-Net `quick` (117 k parameters), 96x96 crops, batch 8, a few hundred steps per task: what
-  2 CPU cores do in half an hour. Figures are drawn at 128x128 (the U-Net is convolutional).
+  2 CPU cores do in minutes. Figures are drawn at 128x128 (the U-Net is convolutional).
 - Scores at lr 2e-3 and heads/baselines at 3e-3, constant (paper: 1e-4 and 1e-3, x0.1 halfway,
   over ~30 epochs): with ~300 steps a score must cross the 5e-3 threshold within a few steps.
 - Per-task norms (paper: BatchNorm frozen at the base's statistics): with frozen norms and few
