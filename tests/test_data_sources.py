@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from piggyjax import data
-from piggyjax.data import coco, quickstart, styles
+from piggyjax.data import coco, quickstart
+from piggyjax.tasks import paintings as styles
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOC = SHARED / "voc_samples" / "VOCdevkit"

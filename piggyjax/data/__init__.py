@@ -44,7 +44,7 @@ from piggyjax.data.paired import LabelMap, PairedFolder
 from piggyjax.data.pipeline import batches
 from piggyjax.data.quickstart import Quickstart
 from piggyjax.data.records import BadRecord, SkipRecord, Source
-from piggyjax.data.styles import find_style_image
+from piggyjax.tasks.paintings import find_style_image
 from piggyjax.data.tfds_coco import TfdsCocoPanoptic
 from piggyjax.data.tfds_seg import TfdsSegmentation
 from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
