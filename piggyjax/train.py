@@ -183,6 +183,7 @@ class Runner:
     rep = sharding.replicated(self.mesh)
     self.train_step = jax.jit(self._train_step, donate_argnums=(0,), out_shardings=(rep, rep),
                               compiler_options=compiler_options())
+    self.stats_step = jax.jit(self._batch_stats)  # compiled only if recalibrating
 
   def variables(self, frozen, trainable, batch_stats) -> dict:
     out = {"params": self.strategy.assemble(frozen, trainable, self.threshold)}
@@ -241,12 +242,10 @@ class Runner:
     (docs/ABLATIONS.md); a plain mean over more images also has less noise."""
     if n <= 0 or not self.strategy.norms_train or not state.batch_stats:
       return state
-    if not hasattr(self, "_stats_fn"):
-      self._stats_fn = jax.jit(self._batch_stats)
     total = None
     for _ in range(n):
       batch = sharding.put_batch(next(batches), self.mesh)
-      stats = self._stats_fn(fixed["params"], state.trainable, state.batch_stats, batch)
+      stats = self.stats_step(fixed["params"], state.trainable, state.batch_stats, batch)
       total = stats if total is None else jax.tree.map(jnp.add, total, stats)
     return state.replace(batch_stats=jax.tree.map(lambda x: x / n, total))
 
