@@ -19,6 +19,7 @@ import optax
 from absl import logging
 
 from piggyjax import ckpt_verify, data, sharding, strategies, tasks
+from piggyjax.data import device_augment
 from piggyjax.bank import Bank
 from piggyjax.models import unet
 from piggyjax.progress import Reporter
@@ -184,6 +185,10 @@ class Runner:
     self.train_step = jax.jit(self._train_step, donate_argnums=(0,), out_shardings=(rep, rep),
                               compiler_options=compiler_options())
     self.stats_step = jax.jit(self._batch_stats)  # compiled only if recalibrating
+    # config.data.device_augment: batches arrive as canvases; the views are made in the step.
+    self.device_augment = device_augment.enabled(config)
+    self.augment_seed = _task_seed(config, task_id)
+    self.augment_step = jax.jit(self._augmented)  # for recalibration's batches
 
   def variables(self, frozen, trainable, batch_stats) -> dict:
     out = {"params": self.strategy.assemble(frozen, trainable, self.threshold)}
@@ -195,6 +200,8 @@ class Runner:
     frozen, base_stats = fixed["params"], fixed["stats"]
     extra = fixed.get("extra", {})  # the strategy's constants (teacher, Fisher, buffer, owners)
     trainable_in = self.strategy.before_step(state.trainable, extra, state.step)
+    if self.device_augment:  # the step's own key: a resumed run draws the same views
+      batch = self._augmented(batch, state.step)
     x = self.task.model_input(batch)
     norms_train = self.strategy.norms_train and bool(state.batch_stats)
 
@@ -222,6 +229,11 @@ class Runner:
   def put(self, tree):
     return sharding.put_replicated(tree, self.mesh)
 
+  def _augmented(self, batch, step):
+    """The canvases of training step ``step`` made into its views (config.data.device_augment)."""
+    return device_augment.augment(batch, device_augment.step_key(self.augment_seed, step),
+                                  self.config.image_size)
+
   def _batch_stats(self, frozen, trainable, stats, batch):
     """This batch's BatchNorm statistics for the norms the strategy trains, via Flax's update
     ``new = m * old + (1 - m) * batch`` from ``old = 0``; the others as in ``stats``."""
@@ -243,8 +255,10 @@ class Runner:
     if n <= 0 or not self.strategy.norms_train or not state.batch_stats:
       return state
     total = None
-    for _ in range(n):
+    for i in range(n):
       batch = sharding.put_batch(next(batches), self.mesh)
+      if self.device_augment:  # keys after the last training step's
+        batch = self.augment_step(batch, state.step + i)
       stats = self.stats_step(fixed["params"], state.trainable, state.batch_stats, batch)
       total = stats if total is None else jax.tree.map(jnp.add, total, stats)
     return state.replace(batch_stats=jax.tree.map(lambda x: x / n, total))
@@ -287,7 +301,8 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   source = data.make_source(task_id, "train", config)
   batches = data.batches(source, batch_size=per_process, image_size=config.image_size,
                          train=True, seed=_task_seed(config, task_id),
-                         worker_count=int(config.data.get("worker_count", 0) or 0))
+                         worker_count=int(config.data.get("worker_count", 0) or 0),
+                         device_augment=runner.device_augment)
   batches = itertools.islice(batches, start, None)  # the same batches an unbroken run sees
   reporter = Reporter(workdir if sharding.is_writer() else None, steps, start,
                       desc=f"{stored_as}/{task_id}")

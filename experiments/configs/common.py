@@ -46,7 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
       "prepared_dir": "",
       # Training input in this many grain worker processes (0: threads in this process);
       # the batches are the same either way.
-      "worker_count": 0})
+      "worker_count": 0,
+      # Random scale, crop and flip on the accelerator, in the train step: the host only cuts
+      # a square of each record into a fixed canvas (piggyjax/data/device_augment.py).
+      "device_augment": False})
   # Johnson et al.'s perceptual loss; see piggyjax/tasks/style.py for how the ratios were chosen.
   c.style = ml_collections.ConfigDict(
       {"content_weight": 1.0, "style_weight": 1e5, "tv_weight": 2.0, "style_size": 256})

@@ -100,19 +100,27 @@ def _rows_of_process(stream: grain.MapDataset, per_process: int, index: int,
 def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, seed: int,
             num_epochs: int | None = None, shard_index: int | None = None,
             shard_count: int | None = None, num_threads: int = 4,
-            worker_count: int = 0) -> Iterator[dict[str, np.ndarray]]:
+            worker_count: int = 0, device_augment: bool = False
+            ) -> Iterator[dict[str, np.ndarray]]:
   """Batches of numpy arrays: ``image`` uint8 BHW3, ``label`` int32 BHW (255 = ignore), ``valid`` bool B.
 
   ``batch_size`` is per process; the global batch is ``batch_size * shard_count``. Train is
   endless when ``num_epochs`` is None; eval is one pass. ``worker_count`` > 0 (train only):
   records are read and augmented in that many grain worker processes (each with
   ``num_threads`` threads; the source is pickled to them), giving the same batches as threads.
+  ``device_augment`` (train only): rows are fixed-size canvases for ``device_augment.augment``,
+  which draws and makes the views on the accelerator (piggyjax/data/device_augment.py).
   """
   shard_index, shard_count = _shard(shard_index, shard_count)
   labels = _has_labels(source)
   size, n = int(image_size), len(source)
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 8))
 
+  if device_augment and not train:
+    raise ValueError("device_augment is for training batches; evaluation views are centre "
+                     "crops made on the host (call batches(..., train=False) without it)")
+  if device_augment:
+    from piggyjax.data import device_augment as device
   if train:
     if n == 0:
       raise ValueError("the source is empty")
@@ -124,6 +132,8 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
         example = _read(source, index, failed, n)
       if example is None:
         return _SKIPPED  # dropped below, after the workers' streams are merged back in order
+      if device_augment:  # the square to a canvas; the view is drawn on the device
+        return device.host_row(example, size, rng, labels)
       h, w = transforms.frame_hw(example)
       return _row(transforms.apply_view(example, transforms.train_view(h, w, size, rng), size),
                   labels, True)
@@ -142,7 +152,8 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
       # (a dropped one would shift that worker's turn), so batches match the threads' exactly.
       rows = rows.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)))
     rows = rows.filter(lambda row: "image" in row)
-    return iter(rows.batch(batch_size, drop_remainder=True, batch_fn=_stack))
+    return iter(rows.batch(batch_size, drop_remainder=True,
+                           batch_fn=device.stack if device_augment else _stack))
 
   per_shard = math.ceil(n / shard_count)
   num_batches = math.ceil(per_shard / batch_size)
