@@ -109,7 +109,9 @@ def _taps(start, c, side, size: int, canvas: int):
   indices [size, K] and weights [size, K] (rows sum to 1) of the window starting at ``start``,
   ``c`` canvas pixels per output pixel; pixels at or beyond ``side`` get no weight."""
   import jax.numpy as jnp
-  k = int(2 * canvas / size) + 3  # the widest support (c <= canvas/size) plus rounding
+  # Taps: pixels whose centre lies within the support, an open interval of 2 max(c, 1) <=
+  # 2 canvas/size pixels, so at most ceil of that; one more for float rounding.
+  k = math.ceil(2 * max(canvas / size, 1.0)) + 1
   center = start + (jnp.arange(size, dtype=jnp.float32) + 0.5) * c
   support = jnp.maximum(c, 1.0)
   first = jnp.floor(center - support + 0.5)
@@ -150,10 +152,15 @@ def render(image_SS3, label_SS, side, shorter, top, left, flip, size: int):
   iy, wy = _taps(y0, c, side, size, canvas)
   ix, wx = _taps(x0, c, side, size, canvas)
   ix, wx = jnp.where(flip, ix[::-1], ix), jnp.where(flip, wx[::-1], wx)  # a flip is free here
-  x = image_SS3.astype(jnp.float32)
-  rows = jnp.einsum("yk,ykxc->yxc", wy, x[iy])             # [size, S, 3]
-  out = jnp.einsum("xk,yxkc->yxc", wx, rows[:, ix])         # [size, size, 3]
-  image = jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8)
+  # One row gather per tap, weighted and summed. XLA:CPU, batch 8, 384 -> 256 px: 15 ms a
+  # batch, against 42 for one gather of all taps contracted by an einsum, 34 for dense
+  # [size, S] weight matmuls (jax.image.scale_and_translate's way).
+  taps = range(iy.shape[1])
+  rows = sum(wy[:, t, None, None] * jnp.take(image_SS3, iy[:, t], axis=0).astype(jnp.float32)
+             for t in taps)                                # [size, S, 3]
+  cols = jnp.swapaxes(rows, 0, 1)                          # columns as rows: a row gather again
+  out = sum(wx[:, t, None, None] * jnp.take(cols, ix[:, t], axis=0) for t in taps)
+  image = jnp.clip(jnp.round(jnp.swapaxes(out, 0, 1)), 0, 255).astype(jnp.uint8)
   if label_SS is None:
     return image, None
   ny, nx = _nearest(y0, c, side, size), _nearest(x0, c, side, size)
