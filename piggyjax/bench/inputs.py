@@ -114,12 +114,13 @@ def _cpu_with_workers() -> float:
 
 
 def pipeline_rate(source, image_size: int, batch_size: int, n_batches: int, threads: int,
-                  seed: int = 0, workers: int = 0) -> dict:
+                  seed: int = 0, workers: int = 0, device_augment: bool = False) -> dict:
   """``workers`` > 0: grain worker processes, each with ``threads`` threads; CPU time then
-  counts them too (psutil, 10 ms ticks: time enough batches)."""
+  counts them too (psutil, 10 ms ticks: time enough batches). ``device_augment``: the host's
+  share of config.data.device_augment (canvases; the views are not made here)."""
   it = batches(Cycled(source, 4096), batch_size=batch_size, image_size=image_size, train=True,
                seed=seed, num_epochs=None, shard_index=0, shard_count=1, num_threads=threads,
-               worker_count=workers)
+               worker_count=workers, device_augment=device_augment)
   cpu_now = _cpu_with_workers if workers else _cpu
   for _ in range(1 + 2 * workers):  # warm-up: threads or processes start, shard checksums
     next(it)
@@ -201,6 +202,61 @@ def input_pipeline(config, s: dict, workdir: str | None = None) -> dict:
   return out
 
 
+def device_cost(batch: dict, image_size: int, calls: int = 10) -> dict:
+  """``device_augment.augment`` on one canvas batch on JAX's default backend, jitted, after two
+  warm-up calls: wall and process-CPU ms per batch (on a CPU backend that is host time too)."""
+  import jax
+  from piggyjax.data import device_augment
+  fn = jax.jit(device_augment.augment, static_argnums=2)
+  x = jax.device_put(batch)
+  for i in range(2):
+    jax.block_until_ready(fn(x, jax.random.key(i), image_size))
+  wall, cpu = time.perf_counter(), _cpu()
+  for i in range(calls):
+    jax.block_until_ready(fn(x, jax.random.key(2 + i), image_size))
+  wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+  return {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
+          "batch": int(batch["image"].shape[0]), "canvas": int(batch["image"].shape[1]),
+          "wall_ms_per_batch": 1e3 * wall / calls, "cpu_ms_per_batch": 1e3 * cpu / calls}
+
+
+def device_augment_rounds(name: str, data_dir: str, image_size: int, batch_size: int,
+                          n_batches: int, threads: int, rounds: int = 3,
+                          workdir: str | None = None) -> dict:
+  """Host images per CPU-second of today's views on the raw source (``host_raw``) and the
+  prepared set (``host_prepared``) against the host's share of config.data.device_augment on
+  the same two (``device_raw``, ``device_prepared``), interleaved in each round of one process,
+  plus ``device_cost`` of the views on this machine's backend once per round."""
+  task, _ = SOURCES[name]
+  raw = make_source(task, "train", source_config(name, data_dir, image_size))
+  out = {"task": task, "records": len(raw), "image_size": image_size, "batch_size": batch_size,
+         "batches": n_batches, "threads": threads, "rounds": []}
+  with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    prepared.prepare(raw, prepared.set_dir(tmp, task, "train"), task_id=task, split="train",
+                     image_size=image_size)
+    prep = make_source(task, "train", source_config(name, data_dir, image_size, tmp))
+    for r in range(rounds):
+      row = {}
+      for key, src, dev in (("host_raw", raw, False), ("device_raw", raw, True),
+                            ("host_prepared", prep, False), ("device_prepared", prep, True)):
+        row[key] = pipeline_rate(src, image_size, batch_size, n_batches, threads, seed=r,
+                                 device_augment=dev)
+      rate = {k: v["images_per_cpu_s"] for k, v in row.items()}
+      row["vs_host_raw"] = {k: rate[k] / rate["host_raw"] for k in rate}
+      row["device_prepared_vs_host_prepared"] = rate["device_prepared"] / rate["host_prepared"]
+      canvas = next(batches(Cycled(prep, 4096), batch_size=batch_size, image_size=image_size,
+                            train=True, seed=r, shard_index=0, shard_count=1,
+                            num_threads=threads, device_augment=True))
+      row["device_views"] = device_cost(canvas, image_size)
+      out["rounds"].append(row)
+  for k in ("host_raw", "device_raw", "host_prepared", "device_prepared"):
+    out[f"median_{k}_images_per_cpu_s"] = float(np.median(
+        [row[k]["images_per_cpu_s"] for row in out["rounds"]]))
+  out["median_device_views_cpu_ms_per_batch"] = float(np.median(
+      [row["device_views"]["cpu_ms_per_batch"] for row in out["rounds"]]))
+  return out
+
+
 def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--source", default="voc", choices=sorted(SOURCES))
@@ -211,7 +267,17 @@ def main() -> None:
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--encodings", default="raw,jpeg")
   p.add_argument("--workers", type=int, default=0, help="also measure grain worker processes")
+  p.add_argument("--device_augment", default="",
+                 help="sources (e.g. voc,coco): host views vs config.data.device_augment's host "
+                      "share, raw and prepared, in --rounds interleaved rounds, and the views' "
+                      "cost on this backend; replaces the default measurement")
+  p.add_argument("--rounds", type=int, default=3)
   a = p.parse_args()
+  if a.device_augment:
+    print(json.dumps({n: device_augment_rounds(n, a.data_dir, a.image_size, a.batch_size,
+                                               a.batches, a.threads, a.rounds)
+                      for n in a.device_augment.split(",")}, indent=1))
+    return
   print(json.dumps(measure(a.source, a.data_dir, a.image_size, a.batch_size, a.batches,
                            a.threads, encodings=tuple(a.encodings.split(",")),
                            workers=a.workers), indent=1))
