@@ -163,3 +163,15 @@ def test_training_with_it_is_deterministic_and_resumable(tmp_path, monkeypatch):
   for x, y in zip(la, lb):
     np.testing.assert_array_equal(x, y)
   assert a.meta("seg_voc")["metrics"] == b.meta("seg_voc")["metrics"]
+
+
+def test_benchmark_reports_host_rates_and_the_views_cost(tmp_path):
+  from piggyjax.bench import inputs
+  r = inputs.device_augment_rounds("quickstart", str(tmp_path), SIZE, 4, 2, 1, rounds=1,
+                                   workdir=str(tmp_path))
+  row = r["rounds"][0]
+  for k in ("host_raw", "device_raw", "host_prepared", "device_prepared"):
+    assert row[k]["images_per_cpu_s"] > 0 and r[f"median_{k}_images_per_cpu_s"] > 0
+  assert row["vs_host_raw"]["host_raw"] == 1.0
+  views = row["device_views"]
+  assert views["canvas"] == S and views["batch"] == 4 and views["cpu_ms_per_batch"] > 0
