@@ -20,7 +20,9 @@ a sample outside the square would read 255).
 What differs from the host views (``transforms``): the window's position along the image's
 longer side is the sum of the host's square offset and the device's crop offset, so windows at
 the far ends of a long side are drawn less often than by ``train_view`` (the same where the
-image is square or the view is at scale 1); values differ from PIL by float rounding (<= 1).
+image is square or the view is at scale 1); values differ from PIL by float rounding (<= 1,
+labels only at exact ties); a raw original larger than the canvas is resampled twice (to the
+canvas on the host, to the view here), as a prepared record is.
 """
 from __future__ import annotations
 
