@@ -35,8 +35,8 @@ class UNetConfig:
 PRESETS = {
     "paper": UNetConfig(widths=(64, 128, 256, 384, 432)),
     "small": UNetConfig(widths=(32, 64, 128, 256, 512)),   # the benchmark's base-32, depth-4 net
-    "medium": UNetConfig(widths=(32, 64, 128)),            # ~0.47 M, real photos on a CPU
-    "quick": UNetConfig(widths=(16, 32, 64)),              # ~117 k, the offline quickstart
+    "medium": UNetConfig(widths=(32, 64, 128)),            # ~0.47 M, quickstart and real.py
+    "quick": UNetConfig(widths=(16, 32, 64)),              # ~117 k, the fastest CPU runs
     "tiny": UNetConfig(widths=(4, 8, 16)),                 # ~7.5 k parameters, for tests
 }
 
