@@ -96,11 +96,11 @@ def problems(config, strategies: Sequence[str] = (), device_count: int | None = 
     if name in config.optim:
       _positive(out, f"optim.{name}", config.optim[name])
 
-  data = config.get("data")
-  augment = data.get("device_augment", False) if data is not None else False
-  if not isinstance(augment, bool):
-    out.append(f"config.data.device_augment={augment!r} must be True or False (views made on "
-               "the accelerator, or on the host); set --config.data.device_augment=True")
+  from piggyjax.data import device_augment  # its own check, so the message is written once
+  try:
+    device_augment.enabled(config)
+  except ValueError as e:
+    out.append(str(e))
 
   if "piggyback" in strategies:
     _mask(out, config.mask)
