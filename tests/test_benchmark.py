@@ -44,7 +44,7 @@ def result(tiny_bank, tmp_path_factory):
                   "switch_preset": "tiny", "switch_image_size": 32, "switch_repeats": 2,
                   "matmul_size": 128, "input_sources": "quickstart,voc", "input_image_size": 32,
                   "input_batches": 2, "input_encodings": "raw", "input_data_dir": "/nonexistent",
-                  "input_workers": 1})
+                  "input_workers": 1, "input_device_augment": "quickstart", "input_rounds": 1})
   r = suite.run(c, peer=False, bank=str(tiny_bank), workdir=tmp_path_factory.mktemp("w"))
   return json.loads(json.dumps(r))   # what the JSON file holds
 
@@ -152,3 +152,12 @@ def test_input_pipeline_figures(result):
     w = q[form]["worker_processes"]
     assert w["workers"] == 1 and w["images"] == 2 * 8 and w["per_core_vs_threads"] > 0
   assert "/nonexistent" in ip["sources"]["voc"]["error"]   # no data: said, not a crash
+
+
+def test_input_device_augment_rows(result):
+  # config.bench.input_device_augment: the host share of config.data.device_augment against
+  # today's views, one row per round, in the suite's JSON (issue 14's VOC target lives here).
+  r = result["input_pipeline"]["device_augment"]["quickstart"]
+  assert len(r["rounds"]) == 1 and r["median_device_prepared_images_per_cpu_s"] > 0
+  assert r["rounds"][0]["vs_host_raw"]["host_raw"] == 1.0
+  assert r["rounds"][0]["device_views"]["cpu_ms_per_batch"] > 0

@@ -27,5 +27,6 @@ def get_config():
       "flops": True, "matmul_size": 2048,
       "input_sources": "voc,coco,camvid,folder,quickstart", "input_image_size": 256,
       "input_batch_size": 8, "input_batches": 20, "input_threads": 2, "input_cores": 16,
-      "input_encodings": "raw,jpeg", "input_data_dir": "../shared/data", "input_workers": 0})
+      "input_encodings": "raw,jpeg", "input_data_dir": "../shared/data", "input_workers": 0,
+      "input_device_augment": "voc,coco", "input_rounds": 3})
   return c

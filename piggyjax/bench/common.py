@@ -50,6 +50,8 @@ DEFAULTS = {
     "input_cores": 16,                 # images/s per core are extrapolated to this many cores
     "input_encodings": "raw,jpeg",     # prepared forms measured
     "input_data_dir": "../shared/data",
+    "input_device_augment": "",        # e.g. "voc,coco": also config.data.device_augment's host
+    "input_rounds": 3,                 # share vs today's views, in this many interleaved rounds
 }
 
 
