@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -69,7 +68,7 @@ def stages(source, image_size: int, records_n: int, seed: int = 0) -> dict:
   training view (resize the crop window, flip), in CPU ms; raw JPEGs at full size."""
   rng = np.random.default_rng(seed)
   labels = bool(getattr(source, "has_labels", False))
-  draft = None if labels else math.ceil(image_size * transforms.TRAIN_SCALE[1])
+  draft = None if labels else transforms.largest_view(image_size)
   read, view, read_draft = [], [], []
   try:
     source[0]  # warm-up: a first read opens files, verifies a shard's checksum

@@ -40,7 +40,7 @@ VOID = 255
 def canvas_size(image_size: int) -> int:
   """The canvas side: the largest square a training view reads (the stored size of a prepared
   set, ``prepared.stored_shorter``)."""
-  return math.ceil(int(image_size) * transforms.TRAIN_SCALE[1])
+  return transforms.largest_view(image_size)
 
 
 def enabled(config: Any) -> bool:

@@ -125,7 +125,7 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
     if n == 0:
       raise ValueError("the source is empty")
     failed: set[int] = set()
-    draft_train = None if labels else math.ceil(size * transforms.TRAIN_SCALE[1])
+    draft_train = None if labels else transforms.largest_view(size)
 
     def augment(index: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
       with records.decode_at_least(draft_train):  # an unlabelled JPEG may decode smaller

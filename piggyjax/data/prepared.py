@@ -51,7 +51,7 @@ def set_dir(prepared_dir: str | os.PathLike, task_id: str, split: str) -> Path:
 
 
 def stored_shorter(image_size: int) -> int:
-  return math.ceil(int(image_size) * transforms.TRAIN_SCALE[1])
+  return transforms.largest_view(image_size)
 
 
 def fingerprint(source: Any, probes: int = 4) -> dict:

@@ -5,12 +5,18 @@ so a pixel's class is always one of the classes that was there.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
 
 TRAIN_SCALE = (1.0, 1.5)  # shorter side = image_size * U(TRAIN_SCALE) before the random crop
+
+
+def largest_view(image_size: int) -> int:
+  """The largest shorter side a training view resizes to: all of an image it can ever read."""
+  return math.ceil(int(image_size) * TRAIN_SCALE[1])
 
 
 class View(NamedTuple):
