@@ -15,6 +15,7 @@ def make_tiny_config(**overrides):
   c = quickstart.get_config()
   c.model.preset, c.optim.lr, c.optim.lr_head = "tiny", 1e-3, 1e-3
   c.optim.lr_scores, c.mask.norm = 1e-3, "frozen"
+  c.optim.schedule, c.bn_recalibrate = "constant", 0  # tests that want either set it
   c.steps, c.checkpoint_every, c.batch_size, c.eval_batches = 4, 2, 4, 1
   c.steps_for = {}
   c.data.quickstart_train_examples, c.data.quickstart_eval_examples = 32, 8
