@@ -18,8 +18,9 @@ Departures from paper.py, and why (measurements: docs/ABLATIONS.md):
   to cross the 5e-3 threshold within tens of steps, and the decay lets the masks settle.
 - Colorization 800 steps (~17 epochs of the 367 photos): a mask keeps improving after fine-tune
   has levelled off. Piggyback vs fine-tune MSE over seeds 0-2, same base: +11.4 % at 400 steps,
-  +4.9 % at 600, +7.4 % at 800 (seed 0: +20.6 / +7.2 / +4.0 %; docs/ABLATIONS.md, "Training
-  length"). 600 would be as good within seed noise; 800 is what the run was measured with.
+  +4.9 % at 600, +7.4 % at 800 (seed 0: +20.6 / +7.2 / +4.0 %; over seeds 0-4 at 800:
+  +3.4 ± 8.4 %; docs/ABLATIONS.md, "Training length"). 600 would be as good within seed
+  noise; 800 is what the run was measured with.
 - Per-task norms (paper: BatchNorm frozen at the base's statistics): with frozen norms and few
   steps the re-masked network's activations drift off the base statistics (ABLATIONS.md), and
   the trained norms' statistics are re-estimated over 50 batches after each task.
