@@ -9,13 +9,18 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # the real samples beside the che
 sys.path.insert(0, str(ROOT))
 
 
+# The quickstart decays its rates and recalibrates BatchNorm after each task; runs of a few
+# steps in tests keep constant rates and no recalibration (tests of either set it themselves).
+CONSTANT_RATE_FLAGS = ("--config.optim.schedule=constant", "--config.bn_recalibrate=0")
+
+
 def make_tiny_config(**overrides):
   """The quickstart config shrunk for CPU tests: tiny U-Net, 32x32, a few steps."""
   from experiments.configs import quickstart
   c = quickstart.get_config()
   c.model.preset, c.optim.lr, c.optim.lr_head = "tiny", 1e-3, 1e-3
   c.optim.lr_scores, c.mask.norm = 1e-3, "frozen"
-  c.optim.schedule, c.bn_recalibrate = "constant", 0  # tests that want either set it
+  c.optim.schedule, c.bn_recalibrate = "constant", 0  # as CONSTANT_RATE_FLAGS
   c.steps, c.checkpoint_every, c.batch_size, c.eval_batches = 4, 2, 4, 1
   c.steps_for = {}
   c.data.quickstart_train_examples, c.data.quickstart_eval_examples = 32, 8

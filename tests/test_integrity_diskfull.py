@@ -195,9 +195,10 @@ def test_the_command_stops_with_one_line_naming_the_checkpoint(tmp_path):
   # bash sets both for the command it execs (no preexec_fn: forking a JAX process is unsafe):
   # 4 blocks of 1 KiB, and SIGXFSZ ignored, which exec keeps.
   limited = ["bash", "-c", 'ulimit -f 4 && trap "" XFSZ && exec "$@"', "limited"]
+  from conftest import CONSTANT_RATE_FLAGS
   cmd = [sys.executable, str(ROOT / "experiments" / "main.py"), "--task=seg_coco",
          f"--workdir={tmp_path}", "--config.model.preset=tiny", "--config.steps=2",
-         "--config.optim.schedule=constant", "--config.bn_recalibrate=0",
+         *CONSTANT_RATE_FLAGS,
          "--config.checkpoint_every=1", "--config.batch_size=4", "--config.eval_batches=1",
          "--config.data.quickstart_train_examples=16", "--config.data.quickstart_eval_examples=4"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")

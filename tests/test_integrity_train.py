@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CONSTANT_RATE_FLAGS
 from experiments.configs import quickstart
 from piggyjax import train
 from piggyjax.bank import Bank
@@ -32,7 +33,7 @@ def test_killed_run_resumes_and_a_nan_names_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / "w"
   cmd = [sys.executable, str(ROOT / "experiments" / "main.py"), "--task=seg_coco",
          f"--workdir={workdir}", "--config.steps=48", "--config.checkpoint_every=4",
-         "--config.optim.schedule=constant", "--config.bn_recalibrate=0", *SMALL]
+         *CONSTANT_RATE_FLAGS, *SMALL]
   # Later runs find the first one's compiled steps here and start faster.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
@@ -64,7 +65,7 @@ def test_killed_run_resumes_and_a_nan_names_the_last_good_checkpoint(tmp_path):
   # Adam moves every weight by about lr in its first step, so the loss from step last+1's
   # weights (step last+2's loss) is not finite.
   config = quickstart.get_config()
-  config.optim.schedule, config.bn_recalibrate = "constant", 0  # as in the first two runs
+  config.optim.schedule, config.bn_recalibrate = "constant", 0  # CONSTANT_RATE_FLAGS, as above
   config.steps, config.checkpoint_every, config.eval_batches, config.optim.lr = 48, 1, 1, 1e30
   config.data.quickstart_train_examples, config.data.quickstart_eval_examples = 32, 8
   with pytest.raises(FloatingPointError) as error:

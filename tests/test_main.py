@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import CONSTANT_RATE_FLAGS, ROOT
 
 TINY = ["--config=experiments/configs/quickstart.py", "--config.model.preset=tiny",
         "--config.steps=3", "--config.steps_for.seg_voc=3", "--config.steps_for.colorize_coco=3",
-        "--config.optim.schedule=constant", "--config.bn_recalibrate=0",
+        *CONSTANT_RATE_FLAGS,
         "--config.checkpoint_every=3", "--config.batch_size=4", "--config.eval_batches=1",
         "--config.data.quickstart_train_examples=16", "--config.data.quickstart_eval_examples=4"]
 

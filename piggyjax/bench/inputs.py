@@ -199,11 +199,11 @@ def input_pipeline(config, s: dict, workdir: str | None = None) -> dict:
       r[k]["images_per_s_at_cores"] = r[k]["images_per_cpu_s"] * s["input_cores"]
     out["sources"][name] = r
   # config.data.device_augment's host share against today's views (issue 14's VOC target).
-  for name in [n.strip() for n in s.get("input_device_augment", "").split(",") if n.strip()]:
+  for name in [n.strip() for n in s["input_device_augment"].split(",") if n.strip()]:
     try:
       out.setdefault("device_augment", {})[name] = device_augment_rounds(
           name, s["input_data_dir"], size, s["input_batch_size"], s["input_batches"],
-          s["input_threads"], int(s.get("input_rounds", 3)), workdir)
+          s["input_threads"], int(s["input_rounds"]), workdir)
     except (FileNotFoundError, ValueError, KeyError) as e:
       out.setdefault("device_augment", {})[name] = {"error": f"{type(e).__name__}: {e}"}
   return out
