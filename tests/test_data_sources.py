@@ -141,11 +141,24 @@ def test_quickstart_shapes_are_drawn_into_the_image():
   for kind in ("seg_coco", "seg_voc"):
     src = quickstart.Quickstart(kind)
     for i in range(6):
-      ex, photo = src[i], plain[i]["image"]  # same index, same crop: only the drawing differs
+      ex, photo = src[i], src.crop(i)[1]  # the same crop before the drawing: only that differs
+      if kind == "seg_coco":  # and seg_coco shows the very crop colorization and style read
+        np.testing.assert_array_equal(photo, plain[i]["image"])
       inside = ex["label"] > 0
       np.testing.assert_array_equal(ex["image"][~inside], photo[~inside])
       if inside.any():
         assert np.abs(ex["image"][inside].astype(int) - photo[inside]).mean() > 20
+
+
+def test_quickstart_voc_photos_are_not_cocos():
+  # As in the paper, VOC's photos are not the ones the COCO tasks (seg, colour, style) read.
+  def names(kind, split):
+    src = quickstart.Quickstart(kind, split)
+    return {src[i]["id"].split("-", 2)[2] for i in range(30)}
+  for split in ("train", "eval"):
+    voc, coco, content = names("seg_voc", split), names("seg_coco", split), names("images", split)
+    assert voc == set(quickstart.VOC_PHOTOS) and coco == content and len(coco) == 7
+    assert not voc & coco
 
 
 def test_quickstart_colour_classes_are_visible():
@@ -172,3 +185,11 @@ def test_make_source_quickstart_is_the_default():
   assert not content.has_labels and "label" not in content[0] and len(content) == 64
   with pytest.raises(ValueError, match="one of"):
     data.make_source("seg_voc", "train", config(source="nowhere"))
+
+
+def test_quickstart_without_voc_photos_says_what_to_install(monkeypatch):
+  coco_only = [(n, p) for n, p in quickstart.load_photos() if n not in quickstart.VOC_PHOTOS]
+  monkeypatch.setattr(quickstart, "load_photos", lambda: coco_only)
+  assert len(quickstart.Quickstart("images")) == 512
+  with pytest.raises(FileNotFoundError, match="china, flower, grace_hopper.*reinstall"):
+    quickstart.Quickstart("seg_voc")

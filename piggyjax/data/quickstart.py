@@ -1,8 +1,13 @@
 """An offline source from the photos that pip packages ship, with generated segmentation labels.
 
 Sample ``i`` is a random square crop of photo ``i % n_photos``: deterministic by (seed, split,
-kind, i), so many samples come from ~10 photos. The segmentation kinds draw filled shapes INTO the
-crop, so the label is visible in the pixels and learnable:
+kind, i), so many samples come from a few photos. As in the paper, where VOC's photos are not
+COCO's, ``seg_voc`` crops its own three photos (``VOC_PHOTOS``) and the COCO stand-ins
+(``seg_coco`` and ``images``, which colorization and style read) the other seven: when VOC
+shared the colorization photos, fine-tune's VOC training was extra training on them, a head
+start no mask over the task-1 network can have (docs/ABLATIONS.md, "Quickstart colorization").
+The segmentation kinds draw filled shapes INTO the crop, so the label is visible in the pixels
+and learnable:
 - ``seg_coco``: 5 classes keyed by COLOUR (0 photo, 1 red, 2 green, 3 blue, 4 yellow tint).
 - ``seg_voc``: 6 classes keyed by TEXTURE (0 photo, 1 horizontal stripes, 2 vertical stripes,
   3 checkerboard, 4 dots, 5 diagonal stripes), black/white over the photo.
@@ -28,6 +33,7 @@ PHOTOS = (
     ("skimage", "data", "camera.png"), ("sklearn", "datasets/images", "china.jpg"),
     ("sklearn", "datasets/images", "flower.jpg"), ("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg"),
 )
+VOC_PHOTOS = frozenset({"china", "flower", "grace_hopper"})  # seg_voc's own; the rest are COCO's
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "seg_coco": ("photo", "red", "green", "blue", "yellow"),
     "seg_voc": ("photo", "h-stripes", "v-stripes", "checker", "dots", "diagonal"),
@@ -126,25 +132,34 @@ class Quickstart(records.Source):
     if self.has_labels:
       self.class_names = LABEL_SETS[kind]
       self.num_classes = len(self.class_names)
-    self.photos = load_photos()
+    own = [(n, p) for n, p in load_photos() if (n in VOC_PHOTOS) == (kind == "seg_voc")]
+    if not own:
+      raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found ("
+                              f"{'china, flower, grace_hopper' if kind == 'seg_voc' else 'the skimage photos'}"
+                              "); reinstall scikit-image, scikit-learn and matplotlib, or use "
+                              "--config.data.source=samples")
+    self.photos = own
 
   def __len__(self) -> int:
     return self.length
 
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    if not 0 <= index < self.length:
-      raise IndexError(index)
-    # The crop ignores the kind, so every kind shows the same photo crop at index i; the shapes
-    # depend on it, so seg_coco and seg_voc get different label maps.
+  def crop(self, index: int) -> tuple[str, np.ndarray]:
+    """The photo name and the unpainted crop at ``index``. The crop ignores the kind, so
+    seg_coco and images show the same crop at index i (seg_voc crops its own photos)."""
     rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
     name, photo = self.photos[index % len(self.photos)]
     h, w = photo.shape[:2]
     side = int(rng.uniform(0.4, 1.0) * min(h, w))
     top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     crop = Image.fromarray(photo[top:top + side, left:left + side])
-    image = np.asarray(crop.resize((self.size, self.size), Image.BILINEAR))
+    return name, np.asarray(crop.resize((self.size, self.size), Image.BILINEAR))
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    if not 0 <= index < self.length:
+      raise IndexError(index)
+    name, image = self.crop(index)
     out = {"image": image, "id": f"{self.split}-{index:06d}-{name}"}
-    if self.has_labels:
+    if self.has_labels:  # the shapes depend on the kind: each label set has its own maps
       shapes_rng = np.random.default_rng([self.seed, SPLITS[self.split], index, KINDS.index(self.kind)])
       label = draw_shapes(shapes_rng, self.size, self.num_classes)
       out["image"], out["label"] = paint(image, label, self.kind), label
