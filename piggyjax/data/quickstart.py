@@ -132,12 +132,13 @@ class Quickstart(records.Source):
     if self.has_labels:
       self.class_names = LABEL_SETS[kind]
       self.num_classes = len(self.class_names)
-    own = [(n, p) for n, p in load_photos() if (n in VOC_PHOTOS) == (kind == "seg_voc")]
+    is_voc = kind == "seg_voc"
+    own = [(n, p) for n, p in load_photos() if (n in VOC_PHOTOS) == is_voc]
     if not own:
-      raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found ("
-                              f"{'china, flower, grace_hopper' if kind == 'seg_voc' else 'the skimage photos'}"
-                              "); reinstall scikit-image, scikit-learn and matplotlib, or use "
-                              "--config.data.source=samples")
+      wanted = sorted(stem for stem in (Path(f).stem for *_, f in PHOTOS) if (stem in VOC_PHOTOS) == is_voc)
+      raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found "
+                              f"({', '.join(wanted)}); reinstall scikit-image, scikit-learn and "
+                              "matplotlib, or use --config.data.source=samples")
     self.photos = own
 
   def __len__(self) -> int:
