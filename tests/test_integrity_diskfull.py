@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+from conftest import CONSTANT_RATE_FLAGS  # noqa: E402
 from test_integrity_crash import ARCH, base_tree, head, piggy_mask, same  # noqa: E402
 
 RESULTS = {
@@ -195,7 +196,6 @@ def test_the_command_stops_with_one_line_naming_the_checkpoint(tmp_path):
   # bash sets both for the command it execs (no preexec_fn: forking a JAX process is unsafe):
   # 4 blocks of 1 KiB, and SIGXFSZ ignored, which exec keeps.
   limited = ["bash", "-c", 'ulimit -f 4 && trap "" XFSZ && exec "$@"', "limited"]
-  from conftest import CONSTANT_RATE_FLAGS
   cmd = [sys.executable, str(ROOT / "experiments" / "main.py"), "--task=seg_coco",
          f"--workdir={tmp_path}", "--config.model.preset=tiny", "--config.steps=2",
          *CONSTANT_RATE_FLAGS,

@@ -31,10 +31,12 @@ import sys
 import threading
 from pathlib import Path
 
+from conftest import CONSTANT_RATE_FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--mode=sequence", "--config.model.preset=tiny", "--config.tasks=seg_coco,colorize_coco",
         "--config.strategies=piggyback,finetune", "--config.steps=4", "--config.steps_for.colorize_coco=4",
-        "--config.optim.schedule=constant", "--config.bn_recalibrate=0",
+        *CONSTANT_RATE_FLAGS,
         "--config.checkpoint_every=2", "--config.batch_size=4", "--config.eval_batches=1",
         "--config.data.quickstart_train_examples=32", "--config.data.quickstart_eval_examples=8",
         "--config.figure_images=2", "--config.mask.norm=frozen"]

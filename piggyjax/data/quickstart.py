@@ -132,14 +132,12 @@ class Quickstart(records.Source):
     if self.has_labels:
       self.class_names = LABEL_SETS[kind]
       self.num_classes = len(self.class_names)
-    is_voc = kind == "seg_voc"
-    own = [(n, p) for n, p in load_photos() if (n in VOC_PHOTOS) == is_voc]
-    if not own:
-      wanted = sorted(stem for stem in (Path(f).stem for *_, f in PHOTOS) if (stem in VOC_PHOTOS) == is_voc)
+    wanted = {Path(f).stem for *_, f in PHOTOS if (Path(f).stem in VOC_PHOTOS) == (kind == "seg_voc")}
+    self.photos = [(n, p) for n, p in load_photos() if n in wanted]
+    if not self.photos:
       raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found "
-                              f"({', '.join(wanted)}); reinstall scikit-image, scikit-learn and "
-                              "matplotlib, or use --config.data.source=samples")
-    self.photos = own
+                              f"({', '.join(sorted(wanted))}); reinstall scikit-image, scikit-learn "
+                              "and matplotlib, or use --config.data.source=samples")
 
   def __len__(self) -> int:
     return self.length
