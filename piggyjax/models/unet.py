@@ -35,6 +35,7 @@ class UNetConfig:
 PRESETS = {
     "paper": UNetConfig(widths=(64, 128, 256, 384, 432)),
     "small": UNetConfig(widths=(32, 64, 128, 256, 512)),   # the benchmark's base-32, depth-4 net
+    "wide": UNetConfig(widths=(48, 96, 192)),              # ~1.05 M (docs/ABLATIONS.md)
     "medium": UNetConfig(widths=(32, 64, 128)),            # ~0.47 M, quickstart and real.py
     "quick": UNetConfig(widths=(16, 32, 64)),              # ~117 k, the fastest CPU runs
     "tiny": UNetConfig(widths=(4, 8, 16)),                 # ~7.5 k parameters, for tests
