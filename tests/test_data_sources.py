@@ -150,15 +150,19 @@ def test_quickstart_shapes_are_drawn_into_the_image():
         assert np.abs(ex["image"][inside].astype(int) - photo[inside]).mean() > 20
 
 
-def test_quickstart_voc_photos_are_not_cocos():
+def test_quickstart_voc_photos_are_not_cocos_and_eval_photos_are_held_out():
   # As in the paper, VOC's photos are not the ones the COCO tasks (seg, colour, style) read.
   def names(kind, split):
     src = quickstart.Quickstart(kind, split)
     return {src[i]["id"].split("-", 2)[2] for i in range(30)}
+  coco = {}
   for split in ("train", "eval"):
-    voc, coco, content = names("seg_voc", split), names("seg_coco", split), names("images", split)
-    assert voc == set(quickstart.VOC_PHOTOS) and coco == content and len(coco) == 7
-    assert not voc & coco
+    voc, coco[split], content = names("seg_voc", split), names("seg_coco", split), names("images", split)
+    assert voc == set(quickstart.VOC_PHOTOS) and coco[split] == content
+    assert not voc & coco[split]
+  # ... and the COCO tasks are scored on photos none of them trains on (seven in all).
+  assert coco["eval"] == set(quickstart.EVAL_PHOTOS) and len(coco["train"]) == 5
+  assert not coco["train"] & coco["eval"]
 
 
 def test_quickstart_colour_classes_are_visible():

@@ -6,6 +6,11 @@ COCO's, ``seg_voc`` crops its own three photos (``VOC_PHOTOS``) and the COCO sta
 (``seg_coco`` and ``images``, which colorization and style read) the other seven: when VOC
 shared the colorization photos, fine-tune's VOC training was extra training on them, a head
 start no mask over the task-1 network can have (docs/ABLATIONS.md, "Quickstart colorization").
+The COCO stand-ins' eval split reads two photos no training split reads (``EVAL_PHOTOS``), as
+COCO's val photos are not its train photos: scored on new crops of the photos it trained on,
+colorization measured how well a network memorised seven photos' colours, not how it colours
+a photo it has not seen. ``seg_voc``'s labels are drawn textures whatever the photo, and it
+keeps crops of its three photos in both splits.
 The segmentation kinds draw filled shapes INTO the crop, so the label is visible in the pixels
 and learnable:
 - ``seg_coco``: 5 classes keyed by COLOUR (0 photo, 1 red, 2 green, 3 blue, 4 yellow tint).
@@ -34,6 +39,7 @@ PHOTOS = (
     ("sklearn", "datasets/images", "flower.jpg"), ("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg"),
 )
 VOC_PHOTOS = frozenset({"china", "flower", "grace_hopper"})  # seg_voc's own; the rest are COCO's
+EVAL_PHOTOS = frozenset({"chelsea", "coffee"})  # the COCO stand-ins' eval split, and only it
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "seg_coco": ("photo", "red", "green", "blue", "yellow"),
     "seg_voc": ("photo", "h-stripes", "v-stripes", "checker", "dots", "diagonal"),
@@ -133,6 +139,8 @@ class Quickstart(records.Source):
       self.class_names = LABEL_SETS[kind]
       self.num_classes = len(self.class_names)
     wanted = {Path(f).stem for *_, f in PHOTOS if (Path(f).stem in VOC_PHOTOS) == (kind == "seg_voc")}
+    if kind != "seg_voc":
+      wanted = wanted & EVAL_PHOTOS if split == "eval" else wanted - EVAL_PHOTOS
     self.photos = [(n, p) for n, p in load_photos() if n in wanted]
     if not self.photos:
       raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found "
