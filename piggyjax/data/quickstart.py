@@ -66,6 +66,15 @@ def photo_paths() -> list[Path]:
   return found
 
 
+def photo_names(kind: str, split: str) -> frozenset[str]:
+  """The photos a kind's split crops: VOC_PHOTOS for seg_voc in both splits; for the COCO
+  stand-ins, EVAL_PHOTOS in the eval split and the rest of the non-VOC photos in training."""
+  if kind == "seg_voc":
+    return VOC_PHOTOS
+  coco = frozenset(Path(f).stem for *_, f in PHOTOS) - VOC_PHOTOS
+  return coco & EVAL_PHOTOS if split == "eval" else coco - EVAL_PHOTOS
+
+
 def load_photos() -> list[tuple[str, np.ndarray]]:
   global _photos
   with _photos_lock:
@@ -138,9 +147,7 @@ class Quickstart(records.Source):
     if self.has_labels:
       self.class_names = LABEL_SETS[kind]
       self.num_classes = len(self.class_names)
-    wanted = {Path(f).stem for *_, f in PHOTOS if (Path(f).stem in VOC_PHOTOS) == (kind == "seg_voc")}
-    if kind != "seg_voc":
-      wanted = wanted & EVAL_PHOTOS if split == "eval" else wanted - EVAL_PHOTOS
+    wanted = photo_names(kind, split)
     self.photos = [(n, p) for n, p in load_photos() if n in wanted]
     if not self.photos:
       raise FileNotFoundError(f"quickstart: none of the photos for {kind!r} was found "
