@@ -51,9 +51,12 @@ def result(tiny_bank, tmp_path_factory):
 
 def test_train_step_figures(result):
   ts = result["train_step"]
-  assert set(ts["strategies"]) == {"finetune", "piggyback", "matmul_peak", "forward"}
+  parts = {f"conv_{p}{k}" for p in ("forward", "input_grad", "weight_grad")
+           for k in ("", "_ynnpack")}
+  assert set(ts["strategies"]) == {"finetune", "piggyback", "matmul_peak", "forward",
+                                   "convolutions"} | parts
   for name, row in ts["strategies"].items():
-    if name in ("matmul_peak", "forward"):
+    if name not in ("finetune", "piggyback"):
       continue
     _positive_timing(row)
     assert len(row["times_ms"]) == 2
@@ -136,6 +139,30 @@ def test_flops_against_matmul_peak(result):
         row["gflop_per_step"] / (np.median(times) / 1e3), rel=1e-3)
   # a forward pass is about a third of a step's work
   assert vp["forward"]["gflop_per_step"] < 0.6 * vp["piggyback"]["gflop_per_step"]
+  # The convolutions alone are most of a step's work but not all of it (up-convolutions, heads,
+  # losses); their three parts add up to them, and each part is the same work on either kernel.
+  g = {k: v["gflop_per_step"] for k, v in vp.items() if isinstance(v, dict)}
+  assert 0.5 * g["piggyback"] < g["convolutions"] < g["piggyback"]
+  parts = [g[f"conv_{p}"] for p in ("forward", "input_grad", "weight_grad")]
+  assert sum(parts) == pytest.approx(g["convolutions"], rel=1e-6)
+  for p in ("forward", "input_grad", "weight_grad"):
+    assert g[f"conv_{p}_ynnpack"] == pytest.approx(g[f"conv_{p}"], rel=1e-6)
+  # the first layer's input gradient (with respect to the image) is not computed
+  assert g["conv_input_grad"] < g["conv_forward"]
+
+
+def test_conv_layers_are_the_backbones_3x3_convolutions():
+  from piggyjax.bench import flops
+  c = bench_config.get_config()
+  c.model.preset, c.image_size = "tiny", 32
+  v = unet.init(unet.preset("tiny"), (("seg_voc", 21),), 0, 32)
+  layers = flops.conv_layers(c, v)
+  widths = unet.preset("tiny").widths
+  depth = unet.preset("tiny").depth
+  assert len(layers) == 2 * (2 * depth + 1)     # two per encoder level, middle, decoder level
+  assert [first for *_, first in layers].count(True) == 1
+  assert (32, (3, 3, 3, widths[0]), True) in layers
+  assert (32 // 2**depth, (3, 3, widths[depth], widths[depth]), False) in layers
 
 
 def test_input_pipeline_figures(result):

@@ -40,6 +40,9 @@ DEFAULTS = {
     "sections": "train_step,inference,task_switch,storage,input_pipeline",
     "flops": True,                     # XLA's FLOPs per step over a matmul timed in the rounds
     "matmul_size": 2048,               # n of the n^3 float32 matmul that stands for the peak
+    # With flops: the step's convolutions alone (the ceiling for its kernels), and each part of
+    # them (forward, input gradient, weight gradient) with the step's and XLA's default kernels.
+    "conv_parts": True,
     # The input side (piggyjax/bench/inputs.py): per source, raw and prepared.
     "input_sources": "voc,coco,camvid,folder,quickstart",
     "input_image_size": 256,

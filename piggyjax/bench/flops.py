@@ -46,6 +46,63 @@ def forward(config, task_id: str, variables: dict, batch_np: dict) -> tuple[Call
   return (lambda: fn(v, x).block_until_ready()), gflop
 
 
+def conv_layers(config, variables: dict) -> list[tuple[int, tuple, bool]]:
+  """The backbone's 3x3 convolutions as (side in pixels, HWIO kernel shape, first layer?): the
+  first layer's input gradient (with respect to the image) is never computed by a step."""
+  from piggyjax import train
+  depth = train.model_config(config).depth
+  layers = []
+  for block, modules in variables["params"]["backbone"].items():
+    if block.startswith("up_"):
+      continue                          # the up-convolutions are matmuls, not convolutions
+    level = depth if block == "mid" else int(block.split("_")[1])
+    for name in sorted(modules):
+      kernel = modules[name].get("kernel") if isinstance(modules[name], dict) else None
+      if kernel is not None and kernel.ndim == 4:
+        layers.append((config.image_size // 2**level, tuple(kernel.shape),
+                       block == "enc_0" and name == "Conv_0"))
+  return layers
+
+
+CONV_PARTS = ("forward", "input_grad", "weight_grad")
+
+
+def convolutions(config, variables: dict, parts=CONV_PARTS, options: dict | None = None
+                 ) -> tuple[Callable[[], None], float]:
+  """The step's 3x3 convolutions alone, on random inputs with nothing around them: per layer the
+  forward convolution, the input gradient (all but the first layer) and the weight gradient,
+  as XLA lowers a ``jax.vjp`` of ``lax.conv_general_dilated``. Timed beside the step, it is the
+  ceiling for any step built from these kernels (``options``: XLA compiler options; default the
+  train step's)."""
+  from piggyjax import train
+  layers = conv_layers(config, variables)
+  rng = np.random.default_rng(0)
+  b = int(config.batch_size)
+  args = [tuple(jax.device_put(rng.standard_normal(shape, np.float32))
+                for shape in ((b, side, side, k[2]), k, (b, side, side, k[3])))
+          for side, k, _ in layers]
+  firsts = [first for _, _, first in layers]
+
+  def conv(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def program(args):
+    outs = []
+    for (x, k, g), first in zip(args, firsts):
+      y, vjp = jax.vjp(conv, x, k)
+      dx, dk = vjp(g)   # unused outputs are dead code: XLA drops their convolutions
+      outs += [y] * ("forward" in parts) + [dk] * ("weight_grad" in parts)
+      outs += [dx] * ("input_grad" in parts and not first)
+    return outs
+
+  opts = train.compiler_options() if options is None else options
+  fn = jax.jit(program, compiler_options=opts)
+  gflop = _gflop(fn.lower(args).compile())
+  jax.block_until_ready(fn(args))
+  return (lambda: jax.block_until_ready(fn(args))), gflop
+
+
 def vs_peak(step_times: list[float], gflop: float, mm_times: list[float],
             mm_gflop: float) -> dict:
   step_rate = gflop / np.asarray(step_times)

@@ -140,6 +140,26 @@ def make_step(widths, classes, strategy: str, batch: dict, threads: int | None =
   return step
 
 
+def make_convolutions(layers, batch_size: int):
+  """The step's 3x3 convolutions alone, as ``piggyjax.bench.flops.convolutions`` times them in
+  JAX: per (side, HWIO kernel shape, first?) layer a forward convolution, the input gradient
+  (not for the first layer) and the weight gradient, on random inputs."""
+  gen = torch.Generator().manual_seed(0)
+  args = []
+  for side, (_, _, cin, cout), first in layers:
+    x = torch.randn(batch_size, cin, side, side, generator=gen).requires_grad_(not first)
+    w = torch.randn(cout, cin, 3, 3, generator=gen).requires_grad_(True)
+    args.append((x, w, torch.randn(batch_size, cout, side, side, generator=gen)))
+
+  def run() -> None:
+    for x, w, g in args:
+      y = F.conv2d(x, w, padding=1)
+      torch.autograd.grad(y, [t for t in (x, w) if t.requires_grad], g)
+
+  run()
+  return run
+
+
 def info() -> dict:
   return {"torch": torch.__version__, "threads": torch.get_num_threads()}
 

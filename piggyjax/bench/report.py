@@ -39,7 +39,7 @@ def markdown(r: dict) -> str:
       n = vp["matmul_size"]
       lines += [f"Against the machine's peak (a {n}x{n}x{n} float32 matmul timed in the same "
                 "rounds; fraction = median over rounds of achieved / peak):", "",
-                "| strategy | GFLOP/step (XLA) | achieved GFLOP/s | peak GFLOP/s | fraction | "
+                "| contestant | GFLOP/step (XLA) | achieved GFLOP/s | peak GFLOP/s | fraction | "
                 "floor ms |", "|---|---|---|---|---|---|"]
       lines += [f"| {k} | {v['gflop_per_step']:.2f} | {v['achieved_gflops_median']:.1f} | "
                 f"{v['matmul_peak_gflops_median']:.1f} | {v['fraction_of_peak_median_paired']:.3f}"

@@ -52,7 +52,15 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
   if s["flops"]:  # a contestant like the others: same rounds, same load
     timers["matmul_peak"], mm_gflop = flops.matmul(s["matmul_size"])
     timers["forward"], gflop["forward"] = flops.forward(config, s["task"], variables, batch)
-    first["matmul_peak"] = first["forward"] = 0.0
+    timers["convolutions"], gflop["convolutions"] = flops.convolutions(config, variables)
+    if s["conv_parts"]:
+      kernels = {"": None, "_ynnpack": {}} if jax.default_backend() == "cpu" else {"": None}
+      for part in flops.CONV_PARTS:
+        for suffix, options in kernels.items():
+          name = f"conv_{part}{suffix}"
+          timers[name], gflop[name] = flops.convolutions(config, variables, (part,), options)
+    for name in set(timers) - set(first):
+      first[name] = 0.0
   if peer:
     from piggyjax.bench import peer as torch_peer
     torch_peer.self_check()
@@ -64,6 +72,13 @@ def train_steps(config, s: dict, peer: bool = False) -> dict:
         fn()
       first[f"peer_{name}"] = (time.perf_counter() - t) / max(s["warmup"], 1)
       timers[f"peer_{name}"] = fn
+      if name in gflop:   # the same network and work: XLA's count stands for both
+        gflop[f"peer_{name}"] = gflop[name]
+    if s["flops"]:
+      timers["peer_convolutions"] = torch_peer.make_convolutions(
+          flops.conv_layers(config, variables), config.batch_size)
+      gflop["peer_convolutions"] = gflop["convolutions"]
+      first["peer_convolutions"] = 0.0
   times = round_robin(timers, s["steps"])
   out = {"strategies": {}, "ratios": {}}
   for name in timers:
