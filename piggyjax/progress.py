@@ -68,3 +68,17 @@ class Reporter:
       self._jsonl.close()
     if self._tb:
       self._tb.close()
+
+
+def images_per_s(metrics_jsonl: Path, batch_size: int) -> dict:
+  """Training images/s between the first and the last train row of a run's metrics.jsonl (the
+  first row comes after compilation and the first batches, so they are left out)."""
+  rows = [json.loads(line) for line in metrics_jsonl.read_text().splitlines() if line.strip()]
+  rows = [r for r in rows if "train/loss" in r]
+  if len(rows) < 2:
+    raise ValueError(f"{metrics_jsonl}: {len(rows)} train rows; need 2 (train >= 20 steps)")
+  first, last = rows[0], rows[-1]
+  steps, seconds = last["step"] - first["step"], last["time"] - first["time"]
+  return {"steps": steps, "seconds": round(seconds, 3),
+          "images_per_s": batch_size * steps / seconds if seconds > 0 else float("inf"),
+          "from_step": first["step"], "to_step": last["step"]}
