@@ -6,7 +6,7 @@ WORKDIR ?= runs/quickstart
 # JAX's persistent compilation cache makes a second quickstart much faster.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart test install clean device-kit
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,15 @@ quickstart: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
+# What a lent accelerator needs beside the repository (docs/BENCHMARKS.md): the sample data and,
+# as Python 3.12 wheels, the packages its image lacks. Carry .device in the device run.
+DEVICE_WHEELS = grain==0.2.18 array-record==0.8.6 dm-pix==0.4.5 ml-collections zstandard portpicker
+device-kit:
+	mkdir -p .device/data .device/whl
+	cp -r ../shared/data/voc_samples ../shared/data/coco_samples .device/data/
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .device/whl $(DEVICE_WHEELS)
+
 clean:
-	rm -rf $(VENV) runs .cache
+	rm -rf $(VENV) runs .cache .device
