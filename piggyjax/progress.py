@@ -79,6 +79,8 @@ def images_per_s(metrics_jsonl: Path, batch_size: int) -> dict:
     raise ValueError(f"{metrics_jsonl}: {len(rows)} train rows; need 2 (train >= 20 steps)")
   first, last = rows[0], rows[-1]
   steps, seconds = last["step"] - first["step"], last["time"] - first["time"]
-  return {"steps": steps, "seconds": round(seconds, 3),
-          "images_per_s": batch_size * steps / seconds if seconds > 0 else float("inf"),
+  if steps <= 0 or seconds <= 0:
+    raise ValueError(f"{metrics_jsonl}: rows from step {first['step']} to {last['step']} over "
+                     f"{seconds:.3f} s; one run's rows, in order, are needed")
+  return {"steps": steps, "seconds": round(seconds, 3), "images_per_s": batch_size * steps / seconds,
           "from_step": first["step"], "to_step": last["step"]}

@@ -55,3 +55,6 @@ def test_images_per_s_from_metrics_rows(tmp_path):
   f.write_text(json.dumps(rows[0]) + "\n")
   with pytest.raises(ValueError, match="1 train rows"):
     progress.images_per_s(f, batch_size=8)
+  f.write_text(json.dumps(rows[3]) + "\n" + json.dumps(rows[0]) + "\n")   # two runs' rows mixed
+  with pytest.raises(ValueError, match="from step 30 to 10"):
+    progress.images_per_s(f, batch_size=8)
