@@ -82,5 +82,6 @@ def images_per_s(metrics_jsonl: Path, batch_size: int) -> dict:
   if steps <= 0 or seconds <= 0:
     raise ValueError(f"{metrics_jsonl}: rows from step {first['step']} to {last['step']} over "
                      f"{seconds:.3f} s; one run's rows, in order, are needed")
-  return {"steps": steps, "seconds": round(seconds, 3), "images_per_s": batch_size * steps / seconds,
+  return {"steps": steps, "seconds": round(seconds, 3),
+          "images_per_s": batch_size * steps / seconds,
           "from_step": first["step"], "to_step": last["step"]}

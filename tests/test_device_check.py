@@ -1,5 +1,5 @@
 """experiments/device_check.py, the one script a lent accelerator runs, checked on the CPU at tiny
-sizes on the real VOC samples in ../shared/data (the benchmark it starts is tests/test_benchmark.py's)."""
+sizes on the real VOC samples in ../shared/data (its benchmark is tests/test_benchmark.py's)."""
 import json
 import os
 import subprocess
@@ -46,8 +46,10 @@ def test_bad_input_is_refused(tmp_path):
 
 def test_images_per_s_from_metrics_rows(tmp_path):
   f = tmp_path / "metrics.jsonl"
-  rows = [{"step": 10, "time": 100.0, "train/loss": 1.0}, {"step": 15, "time": 101.0, "eval/miou": 3},
-          {"step": 20, "time": 102.0, "train/loss": 0.9}, {"step": 30, "time": 104.0, "train/loss": 0.8}]
+  rows = [{"step": 10, "time": 100.0, "train/loss": 1.0},
+          {"step": 15, "time": 101.0, "eval/miou": 3},
+          {"step": 20, "time": 102.0, "train/loss": 0.9},
+          {"step": 30, "time": 104.0, "train/loss": 0.8}]
   f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
   r = progress.images_per_s(f, batch_size=8)
   assert (r["steps"], r["seconds"], r["from_step"], r["to_step"]) == (20, 4.0, 10, 30)
