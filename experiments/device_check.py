@@ -2,7 +2,7 @@
 training of the paper-size U-Net on the VOC samples, fed three ways (raw files, a prepared set,
 a prepared set with the scale/crop/flip on the device), with the training images/s of each.
 Everything lands in --out: bench.json and bench.md (the benchmark), device_check.json (the
-training rates and the device), and one workdir per input form.
+training rates and the device), one workdir per input form, and prepared_sets/.
 
   python experiments/device_check.py --data_dir=DIR --out=DIR          # the device check
   python experiments/device_check.py --data_dir=../shared/data --out=/tmp/dc --quick  # CPU, tiny
@@ -28,7 +28,8 @@ flags.DEFINE_string("out", None, "Where everything goes (created).", required=Tr
 flags.DEFINE_bool("quick", False, "Tiny sizes, a few steps: checks the script itself on a CPU.")
 flags.DEFINE_integer("steps", 60, "Training steps per input form (a metrics row every 10).")
 flags.DEFINE_integer("batch_size", 32, "Training batch (global).")
-flags.DEFINE_list("forms", ["raw", "prepared", "prepared_device_augment"], "Input forms to train.")
+flags.DEFINE_list("forms", ["raw", "prepared", "prepared_device_augment"],
+                  "Input forms to train.")
 flags.DEFINE_bool("bench", True, "Run the benchmark first (train step, inference, input side).")
 FLAGS = flags.FLAGS
 
@@ -64,28 +65,27 @@ def train_config(data_dir: str, quick: bool, steps: int, batch_size: int):
   return c
 
 
+def prepare(config, where: Path) -> None:
+  """seg_voc's train and eval splits as prepared sets at the run's crop size (resumable)."""
+  from piggyjax.data import make_source, prepared
+  for split in ("train", "eval"):
+    prepared.prepare(make_source("seg_voc", split, config),
+                     prepared.set_dir(where, "seg_voc", split), task_id="seg_voc", split=split,
+                     image_size=config.image_size)
+
+
 def train_form(config, form: str, out: Path) -> dict:
   from piggyjax import cli, progress
-  from piggyjax.data import make_source, prepared
   config = config.copy_and_resolve_references()
   if form != "raw":
-    where = out / "prepared"
-    t = time.perf_counter()
-    for split in ("train", "eval"):
-      raw = make_source("seg_voc", split, config)
-      prepared.prepare(raw, prepared.set_dir(where, "seg_voc", split), task_id="seg_voc",
-                       split=split, image_size=config.image_size)
-    prepare_s = time.perf_counter() - t
-    config.data.prepared_dir = str(where)
+    config.data.prepared_dir = str(out / "prepared_sets")
   config.data.device_augment = form == "prepared_device_augment"
   workdir = out / form
   t = time.perf_counter()
   meta = cli.train(config, "seg_voc", "piggyback", None, workdir)  # no bank: trains the base
-  row = {"wall_s": round(time.perf_counter() - t, 1), "metrics": meta["metrics"],
-         **progress.images_per_s(workdir / "base" / "seg_voc" / "metrics.jsonl", config.batch_size)}
-  if form != "raw":
-    row["prepare_s"] = round(prepare_s, 1)
-  return row
+  return {"wall_s": round(time.perf_counter() - t, 1), "metrics": meta["metrics"],
+          **progress.images_per_s(workdir / "base" / "seg_voc" / "metrics.jsonl",
+                                  config.batch_size)}
 
 
 def main(argv):
@@ -119,6 +119,10 @@ def main(argv):
   report["training_setting"] = {"preset": config.model.preset, "image_size": config.image_size,
                                 "batch_size": config.batch_size, "steps": config.steps,
                                 "task": "seg_voc", "data": "VOC samples"}
+  if any(form != "raw" for form in FLAGS.forms):
+    t = time.perf_counter()
+    prepare(config, out / "prepared_sets")
+    report["prepare_s"] = round(time.perf_counter() - t, 1)
   for form in FLAGS.forms:
     report["training"][form] = train_form(config, form, out)
     (out / "device_check.json").write_text(json.dumps(report, indent=1))  # kept if a later one dies

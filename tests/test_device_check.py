@@ -30,8 +30,10 @@ def test_three_input_forms_train_and_report_rates(tmp_path, shared_data):
     assert 0 <= row["metrics"]["miou"] <= 100
     assert (out / form / "bank").is_dir()
   # the prepared forms read a prepared set, made once
-  assert (out / "prepared").is_dir()
-  assert "prepare_s" in report["training"]["prepared"]
+  assert (out / "prepared_sets").is_dir()
+  assert report["prepare_s"] >= 0
+  assert sorted(p.parent.name for p in (out / "prepared_sets").glob("*/manifest.json")) == [
+      "seg_voc_eval", "seg_voc_train"]
   assert "prepared_device_augment: " in proc.stdout
   again = run(f"--data_dir={shared_data}", f"--out={out}", "--quick", "--nobench", "--forms=raw")
   assert again.returncode != 0 and "already holds runs ['raw']" in again.stderr
