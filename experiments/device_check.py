@@ -67,11 +67,9 @@ def train_config(data_dir: str, quick: bool, steps: int, batch_size: int):
 
 def prepare(config, where: Path) -> None:
   """seg_voc's train and eval splits as prepared sets at the run's crop size (resumable)."""
-  from piggyjax.data import make_source, prepared
+  from piggyjax.data import prepare_set
   for split in ("train", "eval"):
-    prepared.prepare(make_source("seg_voc", split, config),
-                     prepared.set_dir(where, "seg_voc", split), task_id="seg_voc", split=split,
-                     image_size=config.image_size)
+    prepare_set("seg_voc", split, config, where)
 
 
 def train_form(config, form: str, out: Path) -> dict:

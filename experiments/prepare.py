@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   cli.configure_logging()
-  from piggyjax.data import make_source, prepared
+  from piggyjax.data import prepare_set, prepared
   config = FLAGS.config
   if FLAGS.data_dir:
     config.data.data_dir = FLAGS.data_dir
@@ -46,21 +46,18 @@ def main(argv):
     print("error: pass --config.data.prepared_dir=DIR (where the prepared sets go)", file=sys.stderr)
     sys.exit(2)
   try:
-    if hasattr(cli, "define_tasks"):
-      cli.define_tasks(config)  # config.task_defs -> registered tasks
+    cli.define_tasks(config)  # config.task_defs -> registered tasks
   except cli.UsageError as err:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
-  config.data.prepared_dir = ""  # read the raw sources below
   task_ids = FLAGS.tasks or [t.strip() for t in config.tasks.split(",") if t.strip()]
   for task in task_ids:
     for split in FLAGS.splits:
-      raw = make_source(task, split, config)
       where = prepared.set_dir(out, task, split)
       t = time.perf_counter()
       try:
-        m = prepared.prepare(raw, where, task_id=task, split=split, image_size=config.image_size,
-                             shard_size=FLAGS.shard_size, encoding=FLAGS.encoding,
+        raw, m = prepare_set(task, split, config, out, shard_size=FLAGS.shard_size,
+                             encoding=FLAGS.encoding,
                              on_shard=lambda d, n: logging.info("%s/%s: shard %d of %d", task,
                                                                 split, d, n))
       except prepared.PreparedError as err:  # e.g. the directory holds another crop size's set

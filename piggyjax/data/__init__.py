@@ -38,7 +38,7 @@ Bad input, per case (a skip is recorded in ``source.skipped`` as id -> reason an
   for the ones counted there), so the run stops on the first bad record.
 """
 from piggyjax.data.coco import COCO_PANOPTIC_NAMES, CocoPanopticDir
-from piggyjax.data.factory import make_source
+from piggyjax.data.factory import make_source, prepare_set
 from piggyjax.data.folder import ImageFolder
 from piggyjax.data.paired import LabelMap, PairedFolder
 from piggyjax.data.pipeline import batches
@@ -51,4 +51,4 @@ from piggyjax.data.voc import VOC_CLASSES, VocSegmentation
 
 __all__ = ["BadRecord", "COCO_PANOPTIC_NAMES", "CocoPanopticDir", "ImageFolder", "LabelMap", "PairedFolder", "Quickstart", "SkipRecord",
            "Source", "TfdsCocoPanoptic", "TfdsSegmentation", "VOC_CLASSES", "VocSegmentation", "batches",
-           "find_style_image", "make_source"]
+           "find_style_image", "make_source", "prepare_set"]

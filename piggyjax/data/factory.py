@@ -1,4 +1,5 @@
-"""``make_source(task_id, split, config)``: the task's data spec decides which reader serves it.
+"""``make_source(task_id, split, config)``: the task's data spec decides which reader serves it;
+``prepare_set`` writes one as a prepared set (experiments/prepare.py).
 
 The spec is ``config.task_defs.<id>.data`` (piggyjax/tasks/definitions.py), else the built-in
 task's (piggyjax/tasks/builtin.py); a task registered in code without one reads content images
@@ -22,6 +23,7 @@ first ``PROBE`` records (a config error, not one bad record).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from piggyjax.data import layouts, quickstart, records
@@ -46,11 +48,12 @@ def task_definition(config: Any, task_id: str) -> Any:
   return BUILTIN_DEFS.get(task_id)
 
 
-def make_source(task_id: str, split: str, config: Any) -> records.Source:
+def make_source(task_id: str, split: str, config: Any, prepared: bool = True) -> records.Source:
   """A random-access source for ``task_id`` ('train' or 'eval' split); see the module docstring.
 
   ``config.data.strict``: a record that would be skipped is an error instead (``BadRecord``),
-  at indexing time here or when it is read.
+  at indexing time here or when it is read. ``config.data.prepared_dir``: the set prepared from
+  this source is read instead, unless ``prepared`` is False.
   """
   try:
     source = _make(task_id, split, config)
@@ -70,11 +73,23 @@ def make_source(task_id: str, split: str, config: Any) -> records.Source:
           f"{type(source).__name__} ({split}): {len(source.skipped)} records cannot be used and "
           f"config.data.strict is set; e.g. {list(source.skipped.items())[:3]}")
   prepared_dir = _get(_get(config, "data"), "prepared_dir")
-  if prepared_dir:  # read the examples prepared from this source (experiments/prepare.py)
-    from piggyjax.data import prepared
-    return prepared.open_prepared(prepared.set_dir(prepared_dir, task_id, split), source,
-                                  task_id=task_id, split=split, image_size=config.image_size)
+  if prepared and prepared_dir:  # read the examples prepared from this source (prepare_set)
+    from piggyjax.data import prepared as sets
+    return sets.open_prepared(sets.set_dir(prepared_dir, task_id, split), source,
+                              task_id=task_id, split=split, image_size=config.image_size)
   return source
+
+
+def prepare_set(task_id: str, split: str, config: Any, prepared_dir: str | Path,
+                **options) -> tuple[records.Source, dict]:
+  """Write ``task_id``'s raw ``split`` as a prepared set under ``prepared_dir`` at the run's
+  crop size (resumable; ``options`` go to ``prepared.prepare``: shard_size, encoding, on_shard).
+  Returns the raw source and the set's manifest."""
+  from piggyjax.data import prepared as sets
+  raw = make_source(task_id, split, config, prepared=False)
+  manifest = sets.prepare(raw, sets.set_dir(prepared_dir, task_id, split), task_id=task_id,
+                          split=split, image_size=config.image_size, **options)
+  return raw, manifest
 
 
 def check_spec(config: Any, task_id: str) -> tuple[Any, Any, Any]:
