@@ -153,6 +153,8 @@ class Bank:
     if arch != self.arch:
       from piggyjax.models import unet
       presets = [n for n, c in unet.PRESETS.items() if list(c.widths) == self.arch.get("widths")]
+      if self.arch.get("backbone"):  # a pretrained network's bank
+        presets = [self.arch["backbone"]]
       flags = (f"--config.model.preset={presets[0]} " if presets else "widths "
                f"{self.arch.get('widths')} ") + f"--config.model.norm={self.arch.get('norm')}"
       raise BankError(f"the bank at {self.root} was made for architecture {self.arch}, but the "

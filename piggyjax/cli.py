@@ -112,7 +112,9 @@ def train(config, task: str, strategy: str, base_ckpt: str | None, workdir: Path
     locking.hold(bank.root, "bank")
   if bank is not None and task in bank.tasks():
     logging.warning("the bank already has %s; it will be replaced", task)
-  run_dir = workdir / (strategy if bank is not None else "base") / task
+  from piggyjax import models
+  pretrained = models.is_pretrained(train_lib.model_config(config))
+  run_dir = workdir / (strategy if bank is not None or pretrained else "base") / task
   meta = train_lib.train_task(config, task, strategy, run_dir, bank=bank,
                               bank_path=workdir / "bank")
   where = bank.root if bank is not None else workdir / "bank"
@@ -148,7 +150,7 @@ def apply(config, task: str, base_ckpt: str, inputs: list[str], output: str) -> 
   t = tasks.get(task)
   outs = []
   for src, image in zip(inputs, images):
-    x = _fit(image, 2**cfg.depth)
+    x = _fit(image, 2 ** cfg.depth)
     y = np.asarray(ev.predict(variables, {"image": x[None]}))[0]
     pic = Image.fromarray(t.to_image(y, x)).resize(image.shape[1::-1], Image.BILINEAR)
     dest = Path(output) if len(inputs) == 1 else Path(output) / (Path(src).stem + ".png")

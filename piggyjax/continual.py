@@ -18,8 +18,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from piggyjax import (data, diskfull, locking, report, sharding, strategies, tasks, train,
-                      validate)
+from piggyjax import (data, diskfull, locking, models, report, sharding, strategies, tasks,
+                      train, validate)
 from piggyjax.bank import Bank
 
 
@@ -31,7 +31,8 @@ def check_sequence(config) -> tuple[list[str], list[str]]:
   # registers config.task_defs; every id of config.tasks known and distinct, in order
   task_ids, strats = tasks.from_config(config), _split(config.strategies)
   if strats == ["all"]:  # --config.strategies=all: the paper's four and every baseline
-    strats = list(strategies.NAMES)
+    pretrained = models.is_pretrained(train.model_config(config))
+    strats = list(strategies.ALL_PRETRAINED if pretrained else strategies.ALL_DENSE)
   for s in strats:
     strategies.get(s, config)
   if len(set(task_ids)) != len(task_ids) or not task_ids:
@@ -85,6 +86,7 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   done = json.loads(progress_path.read_text()) if progress_path.exists() else {}
   rows, digests = done.get("matrix", []), done.get("digests", {})
   class_iou = done.get("class_iou", {})  # segmentation: {task: {after_training|final: {class: IoU}}}
+  class_acc = done.get("class_accuracy", {})  # classification: the same, accuracy per class
   if sharding.is_writer() and not (bank_path / "bank.json").exists():
     tmp = workdir / f".bank_{strategy}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -109,20 +111,24 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       variables = bank.load(old)
       ev = train.evaluator(old, model_cfg)
       row.append(ev.evaluate(variables, task_consts(consts, old, config), config))
-      if hasattr(ev.task, "class_iou") and (i == j or j == len(task_ids) - 1):
-        per_class = ev.task.class_iou(ev.last_state, ev.last_class_names)
+      per_fn, into = ((ev.task.class_iou, class_iou) if hasattr(ev.task, "class_iou") else
+                      (getattr(ev.task, "class_accuracy", None), class_acc))
+      if per_fn is not None and (i == j or j == len(task_ids) - 1):
+        per_class = per_fn(ev.last_state, ev.last_class_names)
         for when in ("after_training",) * (i == j) + ("final",) * (j == len(task_ids) - 1):
-          class_iou.setdefault(old, {})[when] = per_class
+          into.setdefault(old, {})[when] = per_class
       outs[old] = _digest(sharding.to_host(ev.predict(ev.put(variables),
                                                       ev.put(fig_batches[old]))))
     rows.append(row + [None] * (len(task_ids) - j - 1))
     for old, d in outs.items():
       digests.setdefault(old, []).append(d)
     if sharding.is_writer():
-      _write_json(progress_path, {"matrix": rows, "digests": digests, "class_iou": class_iou})
+      _write_json(progress_path, {"matrix": rows, "digests": digests, "class_iou": class_iou,
+                                  "class_accuracy": class_acc})
     logging.info("%s after %s: %s", strategy, task_id, row)
 
   metas = {t: bank.meta(t) for t in task_ids}
+  shared_first = metas[task_ids[0]]["strategy"] == "base"  # else a pretrained base
   return {
       "after_training": {t: rows[i][i] for i, t in enumerate(task_ids)},
       "matrix": rows,
@@ -130,11 +136,15 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       "density": {t: m["density"] for t, m in metas.items() if m.get("density")},
       "bits_per_weight": {t: m["bits_per_weight"] for t, m in metas.items()
                           if m.get("bits_per_weight") is not None},
-      "curves": {t: _curve(workdir / (strategy if i else "base") / t)
+      "curves": {t: _curve(workdir / (strategy if i or not shared_first else "base") / t)
                  for i, t in enumerate(task_ids)},
       # Outputs on the figure images, unchanged after every later task?
       "bit_identical": {t: len(set(d)) == 1 for t, d in digests.items()},
       "class_iou": class_iou,
+      "class_accuracy": class_acc,
+      # Backbones on disk (the base, and every task that stores its own): Table 2's "# Models".
+      "networks": 1 + sum("backbone" in bank.load_payload(t)[0].get("params", {})
+                          for t in task_ids),
       "bank": str(bank_path),
   }
 
@@ -148,16 +158,23 @@ def grids(config, task_ids, strats, workdir, fig_batches) -> dict:
     ev = train.evaluator(t, model_cfg)
     batch = fig_batches[t]
     per = {}
+    # A classifier's pictures carry class names, which its data source knows.
+    named = ((tuple(data.make_source(t, "eval", config).class_names),)
+             if task.kind == "classification" else ())
     for s in strats:
       y = sharding.to_host(ev.predict(ev.put(Bank.open(workdir / f"bank_{s}").load(t)),
                                       ev.put(batch)))
-      per[s] = np.stack([task.to_image(y[k], batch["image"][k]) for k in range(len(y))])
-    out[t] = {"inputs": batch["image"], "outputs": per, **_inputs_and_targets(task, batch)}
+      per[s] = np.stack([task.to_image(y[k], batch["image"][k], *named) for k in range(len(y))])
+    out[t] = {"inputs": batch["image"], "outputs": per, **_inputs_and_targets(task, batch, named)}
   return out
 
 
-def _inputs_and_targets(task, batch) -> dict:
+def _inputs_and_targets(task, batch, named: tuple = ()) -> dict:
   """What the network saw, and the ground truth as a picture, for the comparison grids."""
+  if task.kind == "classification":  # the true class written on the photo
+    from piggyjax.tasks.classification import label_image
+    return {"targets": np.stack([label_image(img, task.name_of(int(c), *named))
+                                 for img, c in zip(batch["image"], batch["label"])])}
   if task.kind == "colorization":  # the input is the gray image; the photo is the target
     gray = np.asarray(task.model_input(batch))[..., :1]  # lightness in [0, 1]
     gray = np.clip(gray * 255, 0, 255).astype(np.uint8)
@@ -189,9 +206,16 @@ def run(config, workdir: Path) -> dict:
   consts = {}  # shared by every strategy: each style task builds its VGG and Grams once
   first = task_ids[0]
   base_bank = workdir / "bank_base"
-  need_base = not (base_bank / "bank.json").exists() or first not in Bank.open(base_bank).tasks()
+  pretrained = models.is_pretrained(train.model_config(config))
+  need_base = not (base_bank / "bank.json").exists() or (
+      not pretrained and first not in Bank.open(base_bank).tasks())
   sharding.barrier("piggyjax looked at bank_base")  # before process 0 removes it
-  if need_base:
+  if need_base and models.is_pretrained(train.model_config(config)):
+    # A pretrained base (ImageNet): no task trains the backbone; every strategy learns them all.
+    if sharding.is_writer():
+      shutil.rmtree(workdir / "bank_base", ignore_errors=True)
+    train.pretrained_bank(config, workdir / "bank_base")
+  elif need_base:
     # Task 1 trains the backbone from random init, which is also what scratch does for it:
     # train it once and give every strategy a copy of that bank.
     if sharding.is_writer():

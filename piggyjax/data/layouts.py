@@ -15,6 +15,8 @@ unless absolute; ``config.data.<dir>_dir`` overrides it, e.g. ``camvid_dir``), `
   segmentation, empty for unlabelled tasks), ``tfds_data_dir``; splits default train / test.
 - ``folder``: plain images (recursive), ``dir`` or ``data.image_dir``; split subfolders used if
   present (train; val or eval).
+- ``classes``: classification, ``dir``/<split>/<class>/<image> (splits default train / val).
+  Under layout ``tfds``, a classification task reads ``label_key`` (default label) per image.
 - ``content``: the built-in content rule: ``data.image_dir``, else the COCO images of the split
   (TFDS's under ``data.source=tfds``).
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from piggyjax.data import coco, folder, paired, records, tfds_coco, tfds_seg, voc
+from piggyjax.data import classes, coco, folder, paired, records, tfds_coco, tfds_seg, voc
 
 
 class Context(NamedTuple):
@@ -142,6 +144,11 @@ def read_tfds(ctx: Context) -> records.Source:
   if not name:
     raise ValueError(f"task {ctx.task_id!r}: config.task_defs.{ctx.task_id}.data.name is required "
                      "for layout 'tfds' (a TFDS dataset name, e.g. oxford_iiit_pet)")
+  if ctx.task.kind == "classification":
+    return classes.TfdsClasses(
+        name, split_name(ctx, "train", "test"), image_key=get(ctx.spec, "image_key", "image"),
+        label_key=get(ctx.spec, "label_key", "label"), num_classes=ctx.task.head_channels,
+        data_dir=get(ctx.spec, "tfds_data_dir", get(ctx.data, "tfds_data_dir")))
   labelled = ctx.task.kind == "segmentation"
   label_key = get(ctx.spec, "label_key", "")
   if labelled and not label_key:
@@ -166,6 +173,20 @@ def read_folder(ctx: Context) -> records.Source:
   return folder.ImageFolder(_sub(root, ctx))
 
 
+def read_classes(ctx: Context) -> records.Source:
+  root = spec_dir(ctx)
+  hint = (f"Set config.task_defs.{ctx.task_id}.data.dir (now {get(ctx.spec, 'dir')!r}, under "
+          "--data_dir unless absolute) to a folder of <split>/<class>/<image>.")
+  if root is None:
+    raise ValueError(f"task {ctx.task_id!r}: layout 'classes' needs config.task_defs."
+                     f"{ctx.task_id}.data.dir. {hint}")
+  train_split = get(ctx.spec, "train_split", "train")
+  return classes.ClassFolder(root, split_name(ctx, "train", "val"),
+                             classes_from=records.require_dir(root / train_split,
+                                                              "class folder training split", hint),
+                             num_classes=ctx.task.head_channels, hint=hint)
+
+
 def read_content(ctx: Context) -> records.Source:
   image_dir = get(ctx.data, "image_dir")
   if image_dir or get(ctx.data, "source") != "tfds":
@@ -176,5 +197,6 @@ def read_content(ctx: Context) -> records.Source:
 
 READERS: dict[str, Callable[[Context], records.Source]] = {
     "voc": read_voc, "coco_panoptic": read_coco_panoptic, "paired": read_paired,
-    "tfds": read_tfds, "folder": read_folder, "content": read_content}
+    "tfds": read_tfds, "folder": read_folder, "content": read_content, "classes": read_classes}
 LABELLED = frozenset({"voc", "coco_panoptic", "paired"})  # tfds: when it has a label_key
+CLASS_LABELLED = frozenset({"classes", "tfds"})  # a class per image

@@ -113,6 +113,9 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
   """
   shard_index, shard_count = _shard(shard_index, shard_count)
   labels = _has_labels(source)
+  # A class per image (classification) is not drawn on the pixel grid: the image may be decoded
+  # smaller and cropped alone, like an unlabelled one.
+  pixel_labels = labels and getattr(source, "label_kind", "pixel") != "class"
   size, n = int(image_size), len(source)
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 8))
 
@@ -125,7 +128,7 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
     if n == 0:
       raise ValueError("the source is empty")
     failed: set[int] = set()
-    draft_train = None if labels else transforms.largest_view(size)
+    draft_train = None if pixel_labels else transforms.largest_view(size)
 
     def augment(index: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
       with records.decode_at_least(draft_train):  # an unlabelled JPEG may decode smaller
@@ -157,11 +160,12 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
 
   per_shard = math.ceil(n / shard_count)
   num_batches = math.ceil(per_shard / batch_size)
-  pad = {"image": np.zeros((size, size, 3), np.uint8), "label": np.full((size, size), VOID, np.uint8)}
+  pad = {"image": np.zeros((size, size, 3), np.uint8),
+         "label": np.full((size, size), VOID, np.uint8) if pixel_labels else np.int32(-1)}
 
   def view(k: int) -> dict[str, np.ndarray]:
     index = shard_index + k * shard_count
-    with records.decode_at_least(None if labels else size):
+    with records.decode_at_least(None if pixel_labels else size):
       example = _read(source, index) if k < per_shard and index < n else None
     if example is None:
       return _row(pad, labels, False)

@@ -72,6 +72,8 @@ def _apply(array: np.ndarray, view: View, size: int, resample: int,
 def apply_view(example: dict[str, Any], view: View, size: int) -> dict[str, np.ndarray]:
   frame = frame_hw(example)
   out = {"image": np.ascontiguousarray(_apply(example["image"], view, size, Image.BILINEAR, frame))}
-  if "label" in example:
+  if "label" in example and np.ndim(example["label"]) == 0:  # a class per image: unchanged
+    out["label"] = example["label"]
+  elif "label" in example:
     out["label"] = np.ascontiguousarray(_apply(example["label"], view, size, Image.NEAREST, frame))
   return out

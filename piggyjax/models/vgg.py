@@ -116,8 +116,8 @@ def _check(params: Mapping[str, Any], source: str) -> dict:
   conv_widths = [v for v in CFG if v != "M"]
   for i, cout in enumerate(conv_widths):
     leaf = convs.get(f"Conv_{i}") if isinstance(convs, Mapping) else None
-    if leaf is None:
-      raise ValueError(f"{source}: missing {SCOPE}/Conv_{i}")
+    if not isinstance(leaf, Mapping) or "kernel" not in leaf or "bias" not in leaf:
+      raise ValueError(f"{source}: missing {SCOPE}/Conv_{i} (or its kernel or bias)")
     kernel, bias = np.asarray(leaf["kernel"]), np.asarray(leaf["bias"])
     if kernel.shape != (3, 3, cin, cout) or bias.shape != (cout,):
       raise ValueError(f"{source}: {SCOPE}/Conv_{i} has kernel {kernel.shape} and bias "
@@ -149,4 +149,12 @@ def load_params(path: str | os.PathLike | None = None) -> dict:
           node = node.setdefault(p, {})
         node[parts[-1]] = f[key]
     return _check(tree, name)
-  return _check(restricted_loads(source.read_bytes()), name)
+  try:
+    tree = restricted_loads(source.read_bytes())
+  except OSError as e:
+    raise ValueError(f"cannot read VGG-16 weights {name}: {e}") from None
+  except pickle.UnpicklingError:
+    raise
+  except Exception as e:  # noqa: BLE001  truncated or foreign bytes: say which file
+    raise ValueError(f"{name} is not a VGG-16 checkpoint ({type(e).__name__}: {e})") from None
+  return _check(tree, name)

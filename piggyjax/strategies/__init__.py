@@ -8,6 +8,8 @@ the bank's base and the task stores only its head.
 |-----------|----------------------------|-----------------------------------------|
 | base      | everything                 | head (the backbone is the bank's base)   |
 | scratch   | everything, from random    | backbone + head                          |
+| individual| everything, from the base  | backbone + head                          |
+| classifier| head only                  | head                                     |
 | finetune  | everything, from the latest| backbone + head (the latest one is used) |
 | decoder   | decoder + head             | decoder + head (+ decoder BN stats)      |
 | piggyback | mask scores + head         | packed mask + head (+ norms if per_task) |
@@ -23,9 +25,11 @@ from __future__ import annotations
 
 from piggyjax.strategies.base import (Strategy, heads_of, is_decoder, is_norm, merge,  # noqa: F401
                                       split)
+from piggyjax.strategies.classifier import ClassifierOnly
 from piggyjax.strategies.decoder import Decoder, is_decoder_stats
 from piggyjax.strategies.ewc import EWC
 from piggyjax.strategies.finetune import Finetune
+from piggyjax.strategies.individual import Individual
 from piggyjax.strategies.joint import Joint
 from piggyjax.strategies.lwf import LwF
 from piggyjax.strategies.packnet import PackNet
@@ -35,9 +39,14 @@ from piggyjax.strategies.scratch import Scratch
 from piggyjax.strategies import base as _base
 
 NAMES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
-         "joint")
+         "joint", "classifier", "individual")
 _SIMPLE = {"scratch": Scratch, "finetune": Finetune, "lwf": LwF, "ewc": EWC, "replay": Replay,
-           "joint": Joint}
+           "joint": Joint, "individual": Individual}
+# What ``--config.strategies=all`` runs: a U-Net's paper four and baselines; on a pretrained
+# classifier, Table 2's columns and the baselines that make sense without a decoder.
+ALL_DENSE = NAMES[:9]
+ALL_PRETRAINED = ("classifier", "individual", "finetune", "piggyback", "packnet", "lwf", "ewc",
+                  "replay")
 STORED = ("base", *NAMES)  # strategy names a bank's meta.json may carry
 
 # Old spellings, kept for callers of the single-module version.
@@ -55,6 +64,8 @@ def get(name: str, config=None) -> Strategy:
     return _base.Base(name, config=config)
   if name in _SIMPLE:
     return _SIMPLE[name](name, config=config)
+  if name == "classifier":  # the base's norms, in inference mode: nothing but the head changes
+    return ClassifierOnly(name, norms_train=False, config=config)
   if name == "packnet":  # BatchNorm stays the base's, in inference mode, as in the original
     return PackNet(name, norms_train=False, config=config)
   raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(NAMES)}")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from piggyjax import data, tasks
-from piggyjax.models import unet
+from piggyjax import models
 from piggyjax.strategies import shared
 from piggyjax.strategies.base import host_copy
 
@@ -34,7 +34,7 @@ def fisher(config, task_id: str, variables: dict, model_cfg, batches: int, const
   """Mean over ``batches`` training minibatches of the squared backbone gradient, scaled to
   mean 1 over all backbone weights."""
   task = tasks.get(task_id)
-  model = unet.UNet(model_cfg, ((task_id, task.head_channels),))
+  model = models.build(model_cfg, ((task_id, task.head_channels),))
   consts = task.load(config) if consts is None else consts
 
   @jax.jit
@@ -57,7 +57,7 @@ def fisher(config, task_id: str, variables: dict, model_cfg, batches: int, const
     g = sq_grad(backbone, rest, batch)
     total = g if total is None else jax.tree.map(jnp.add, total, g)
     n += 1
-  mean = sum(float(jnp.sum(x)) for x in jax.tree.leaves(total)) / unet.parameter_count(total)
+  mean = sum(float(jnp.sum(x)) for x in jax.tree.leaves(total)) / models.parameter_count(total)
   scale = 1.0 / (n * mean) if mean > 0 else 0.0
   return jax.tree.map(lambda x: np.asarray(x * scale, np.float32), total)
 
@@ -74,7 +74,7 @@ class EWC(shared.Shared):
       accumulated = bank.load_payload(prior[-1])[0][KEY]
     else:  # the bank's first task(s), trained before EWC took over: estimate them here
       accumulated = None
-      model_cfg = unet.preset(config.model.preset, norm=config.model.norm)
+      model_cfg = models.config_of(config.model)
       for t in shared.earlier_tasks(bank, task_id):
         v = bank.load(t)
         f = fisher(config, t, v, model_cfg, self._batches())

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from piggyjax import tasks
+from piggyjax import models, tasks
 from piggyjax.models import unet
 from piggyjax.strategies.finetune import Finetune
 
@@ -33,14 +33,7 @@ def old_heads(bank, task_id: str) -> dict:
 
 def backbone_features(runner, variables: dict, x_BHWC, train) -> jax.Array:
   """The backbone's output; BatchNorm statistics updated by this call are dropped."""
-  bb = unet.Backbone(runner.model.config)
-  v = {"params": variables["params"]["backbone"]}
-  if "batch_stats" in variables:
-    v["batch_stats"] = variables["batch_stats"]["backbone"]
-  if train and "batch_stats" in v:
-    feats, _ = bb.apply(v, x_BHWC, train, mutable=["batch_stats"])
-    return feats
-  return bb.apply(v, x_BHWC, False)
+  return models.backbone_features(runner.model.config, variables, x_BHWC, train)
 
 
 def apply_head(head: dict, task_id: str, feats) -> jax.Array:

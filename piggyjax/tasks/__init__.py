@@ -58,11 +58,12 @@ from piggyjax.tasks.base import Task
 from piggyjax.tasks import definitions
 from piggyjax.tasks.builtin import BUILTIN_DEFS
 from piggyjax.tasks.definitions import TaskDefinitionError, register_kind
+from piggyjax.tasks.classification import Classification
 from piggyjax.tasks.colorization import Colorization
 from piggyjax.tasks.segmentation import Segmentation
 from piggyjax.tasks.style import Style
 
-__all__ = ["Task", "Segmentation", "Colorization", "Style", "names", "get", "register",
+__all__ = ["Task", "Segmentation", "Colorization", "Style", "Classification", "names", "get", "register",
            "register_kind", "from_config", "TaskDefinitionError"]
 
 _REGISTRY: dict[str, Task] = {}

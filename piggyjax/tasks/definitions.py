@@ -7,9 +7,9 @@
                   train_split="train", eval_split="test"))
     c.tasks = "seg_camvid,seg_pets"   # or --config.tasks=seg_camvid,seg_pets
 
-Fields: ``kind`` (a key of ``KINDS``: segmentation | colorization | style, or one added with
-``register_kind``); ``classes`` (segmentation: the head's width); ``class_names`` (comma
-separated or a list, optional); ``ignore`` (label values to leave out, e.g. "11" or "0,255");
+Fields: ``kind`` (a key of ``KINDS``: segmentation | colorization | style | classification, or
+one added with ``register_kind``); ``classes`` (segmentation, classification: the head's width); ``class_names`` (comma
+separated or a list, optional); ``ignore`` (segmentation: label values to leave out, e.g. "11" or "0,255");
 ``remap`` ("from:to,..." applied to label values before the class check); ``style_image``
 (style: a painting name such as starry_night, or a path); ``data`` (the data spec that
 ``piggyjax.data.make_source`` reads; see piggyjax/data/factory.py). Every error names the task
@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from piggyjax.tasks.base import Task
+from piggyjax.tasks.classification import Classification
 from piggyjax.tasks.colorization import Colorization
 from piggyjax.tasks.segmentation import Segmentation
 from piggyjax.tasks.style import Style
 
 KINDS: dict[str, type[Task]] = {"segmentation": Segmentation, "colorization": Colorization,
-                                "style": Style}
+                                "style": Style, "classification": Classification}
 FIELDS = ("kind", "classes", "class_names", "ignore", "remap", "style_image", "data", "head_channels")
 IGNORE = 255
 
@@ -113,8 +114,8 @@ def build(task_id: str, spec: Any) -> Task:
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
       raise _fail(task_id, "classes", f"must be a positive integer, got {classes!r}")
     params["head_channels"] = classes
-  elif kind == "segmentation":
-    raise _fail(task_id, "classes", "is required for a segmentation task (the number of classes)")
+  elif kind in ("segmentation", "classification"):
+    raise _fail(task_id, "classes", f"is required for a {kind} task (the number of classes)")
   names = name_list(_get(spec, "class_names"))
   if names:
     if "class_names" not in fields:
