@@ -38,7 +38,7 @@ SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")  # photos scikit-image sh
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>piggyjax: {{ bank }}</title>
 <style>body{font-family:sans-serif;margin:1.5em}.results{display:flex;flex-wrap:wrap;gap:1em}
-.result{border:1px solid #ccc;padding:.6em;max-width:300px}.result img{max-width:280px}
+.result{border:1px solid #ccc;padding:.6em;width:220px}.result img{width:220px}
 .error{background:#fdd;padding:.6em}.note{background:#ffd;padding:.4em}
 .swatch{display:inline-block;width:1em;height:1em;margin-right:.3em;vertical-align:middle}
 .legend{list-style:none;padding:0;font-size:90%}</style></head><body>

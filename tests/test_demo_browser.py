@@ -67,7 +67,7 @@ def browser():
 
 def submit(driver, url, photo=None, sample=None, off=()):
   from selenium.webdriver.common.by import By
-  from selenium.webdriver.support import expected_conditions as EC
+  from selenium.common.exceptions import WebDriverException
   from selenium.webdriver.support.ui import Select, WebDriverWait
   driver.get(url)
   if photo is not None:
@@ -76,11 +76,12 @@ def submit(driver, url, photo=None, sample=None, off=()):
     Select(driver.find_element(By.ID, "sample")).select_by_visible_text(sample)
   for task in off:
     driver.find_element(By.ID, f"toggle-{task}").click()
-  page = driver.find_element(By.TAG_NAME, "html")
+  driver.execute_script("document.body.dataset.old = 'yes'")  # gone once the answer loads
   driver.find_element(By.ID, "run").click()
-  WebDriverWait(driver, WAIT).until(EC.staleness_of(page))
-  WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
-      "return document.readyState") == "complete")
+  # Mid-navigation a script may fail ("node does not belong to the document"): ask again.
+  WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+      lambda d: d.execute_script("return document.readyState == 'complete' && "
+                                 "document.body && !document.body.dataset.old"))
   return driver
 
 
