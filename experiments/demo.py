@@ -101,8 +101,8 @@ def make_app(runner: serve.Runner):
     state = dict(chosen=chosen, sample=sample)
     try:
       data = upload.read() if upload and upload.filename else b""
-      image, notes = serve.read_upload(data or (sample_bytes(sample) if sample else b""))
-      results = runner.run(image, chosen)
+      image, notes, results = runner.handle(data or (sample_bytes(sample) if sample else b""),
+                                            chosen)
     except serve.UploadError as err:
       return page(400, error=str(err), **state)
     except serve.Busy as err:

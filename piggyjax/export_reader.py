@@ -56,8 +56,10 @@ def read_manifest(directory) -> dict:
     raise ArtifactError(f"{root} is export format {manifest.get('format')}; this reader reads "
                         f"format {FORMAT}: use the reader.py inside that export directory")
   files = manifest.get("files")
-  if not isinstance(files, dict) or not {"function", "weights"} <= set(manifest):
-    raise ArtifactError(f"{path} lacks its file list; the export is damaged: {fix}")
+  if (not isinstance(files, dict) or manifest.get("function") not in files
+      or not isinstance(manifest.get("weights"), dict) or manifest["weights"].get("file") not in files):
+    raise ArtifactError(f"{path} lacks its file list, or names files it does not check; the "
+                        f"export is damaged: {fix}")
   for name, digest in files.items():
     target = root / name
     if "/" in name or name.startswith(".") or not target.is_file():

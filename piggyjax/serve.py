@@ -130,19 +130,25 @@ class Runner:
                    apply(v, task.model_input({"image": im}))[t])
       self._fns[t] = (fn, self.bank.load(t))
 
-  def run(self, image_HW3: np.ndarray, chosen: list[str]) -> list[Result]:
+  def handle(self, data: bytes, chosen: list[str]) -> tuple[np.ndarray, list[str], list[Result]]:
+    """An upload checked, decoded and run through the chosen tasks, all under the gate: a
+    burst of large uploads decodes one at a time instead of all at once in memory."""
+    with self.gate:
+      image, notes = read_upload(data)
+      return image, notes, self._run(image, chosen)
+
+  def _run(self, image_HW3: np.ndarray, chosen: list[str]) -> list[Result]:
     x = cli._fit(image_HW3, self.multiple)  # the resize --mode=apply does
     out = []
-    with self.gate:
-      for t in [t for t in self.tasks if t in chosen]:
-        fn, variables = self._fns[t]
-        start = time.perf_counter()
-        y = np.asarray(jax.block_until_ready(fn(variables, x[None])))[0]
-        ms = 1000 * (time.perf_counter() - start)
-        key = (t, x.shape)
-        out.append(dataclasses.replace(picture_of(tasks.get(t), y, x, image_HW3.shape[:2]),
-                                       ms=ms, compiled=key not in self._seen))
-        self._seen.add(key)
+    for t in [t for t in self.tasks if t in chosen]:
+      fn, variables = self._fns[t]
+      start = time.perf_counter()
+      y = np.asarray(jax.block_until_ready(fn(variables, x[None])))[0]
+      ms = 1000 * (time.perf_counter() - start)
+      key = (t, x.shape)
+      out.append(dataclasses.replace(picture_of(tasks.get(t), y, x, image_HW3.shape[:2]),
+                                     ms=ms, compiled=key not in self._seen))
+      self._seen.add(key)
     return out
 
 

@@ -49,7 +49,7 @@ def tiny_config():
 
 
 @pytest.fixture(scope="session")
-def tiny_bank(tmp_path_factory):
+def serving_bank(tmp_path_factory):
   """A bank of three tasks on the tiny U-Net, written without training (seconds, not a
   minute): seg_coco stores its head on the base, seg_voc and colorize_coco random masks that
   drop ~30 % of the weights, plus their heads. Returns (bank path, config)."""
@@ -71,7 +71,7 @@ def tiny_bank(tmp_path_factory):
   nest = lambda flat: traverse_util.unflatten_dict({p: np.float32(x) for p, x in flat.items()})
   base = {"params": {"backbone": nest(v["params"]["backbone"])},
           "batch_stats": {"backbone": nest(stats)}}
-  bank = Bank.create(tmp_path_factory.mktemp("tiny_bank") / "bank", base, train.arch(config))
+  bank = Bank.create(tmp_path_factory.mktemp("serving_bank") / "bank", base, train.arch(config))
   scores = masks.init_scores(base["params"])
   for t in ids:
     head = {"params": {unet.head_name(t): nest(v["params"][unet.head_name(t)])}}

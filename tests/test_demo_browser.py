@@ -20,8 +20,8 @@ WAIT = 90  # seconds: the first run of a task compiles it
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bank):
-  bank, _ = tiny_bank
+def server(serving_bank):
+  bank, _ = serving_bank
   proc = subprocess.Popen([sys.executable, "experiments/demo.py", f"--base_ckpt={bank}",
                            "--port=0", "--host=127.0.0.1"], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True,
@@ -97,7 +97,7 @@ def outputs(driver) -> dict:
   return out
 
 
-def test_photo_and_sample_through_every_task(server, browser, tiny_bank, shared_data, tmp_path):
+def test_photo_and_sample_through_every_task(server, browser, serving_bank, shared_data, tmp_path):
   from selenium.webdriver.common.by import By
   tasks = ["seg_coco", "seg_voc", "colorize_coco"]
   browser.get(server)

@@ -60,8 +60,8 @@ def photos(shared_data):
   return real, rand
 
 
-def test_single_task_equals_apply_without_piggyjax(tiny_bank, shared_data, tmp_path):
-  bank_path, config = tiny_bank
+def test_single_task_equals_apply_without_piggyjax(serving_bank, shared_data, tmp_path):
+  bank_path, config = serving_bank
   bank = Bank.open(bank_path)
   assert bank.meta("seg_voc")["density"]["total"] < 0.8  # the mask really drops weights
   jobs, manifests = [], {}
@@ -76,8 +76,8 @@ def test_single_task_equals_apply_without_piggyjax(tiny_bank, shared_data, tmp_p
     assert np.abs(got - want).max() <= 1e-5
 
 
-def test_all_tasks_one_function_about_the_bank_size(tiny_bank, shared_data, tmp_path):
-  bank_path, config = tiny_bank
+def test_all_tasks_one_function_about_the_bank_size(serving_bank, shared_data, tmp_path):
+  bank_path, config = serving_bank
   out = tmp_path / "all"
   proc = subprocess.run([sys.executable, "experiments/main.py", "--mode=export", "--task=all",
                          f"--base_ckpt={bank_path}", f"--output={out}",
@@ -107,8 +107,8 @@ def test_all_tasks_one_function_about_the_bank_size(tiny_bank, shared_data, tmp_
     assert np.abs(got - apply_outputs(bank_path, config, t, x)).max() <= 1e-5
 
 
-def test_damaged_or_foreign_export_is_a_clear_error(tiny_bank, tmp_path):
-  bank_path, config = tiny_bank
+def test_damaged_or_foreign_export_is_a_clear_error(serving_bank, tmp_path):
+  bank_path, config = serving_bank
   out = tmp_path / "seg"
   export.export(config, Bank.open(bank_path), "seg_voc", out)
   foreign = tmp_path / "photos"
@@ -129,13 +129,17 @@ def test_damaged_or_foreign_export_is_a_clear_error(tiny_bank, tmp_path):
                         timeout=120)
   assert proc.returncode == 2 and "fails its sha256 check" in proc.stderr
   assert "Traceback" not in proc.stderr
+  manifest = json.loads((out / "manifest.json").read_text())
+  (out / "manifest.json").write_text(json.dumps(dict(manifest, function="../../etc/passwd")))
+  with pytest.raises(export_reader.ArtifactError, match="names files it does not check"):
+    export_reader.load(out)
   (out / "manifest.json").write_text("{not json")
   with pytest.raises(export_reader.ArtifactError, match="manifest.json is not valid JSON"):
     export_reader.load(out)
 
 
-def test_unknown_task_or_missing_output_is_a_usage_error(tiny_bank, tmp_path):
-  bank_path, config = tiny_bank
+def test_unknown_task_or_missing_output_is_a_usage_error(serving_bank, tmp_path):
+  bank_path, config = serving_bank
   with pytest.raises(cli.UsageError, match="--task=style_scream is not in the bank"):
     cli.export(config, "style_scream", str(bank_path), str(tmp_path / "o"))
   with pytest.raises(cli.UsageError, match="--output is required"):
