@@ -46,7 +46,8 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>piggyjax: {{ b
 <form method="post" action="/run" enctype="multipart/form-data">
  <p><label>Your photo <input type="file" name="photo" id="photo" accept="image/*"></label>
  or a sample <select name="sample" id="sample"><option value="">(none)</option>
- {% for s in samples %}<option{{ ' selected' if s == sample }}>{{ s }}</option>{% endfor %}</select></p>
+ {% for s in samples %}<option{{ ' selected' if s == sample }}>{{ s }}</option>
+ {% endfor %}</select></p>
  <p>{% for t in tasks %}<label><input type="checkbox" name="task" value="{{ t }}"
   id="toggle-{{ t }}"{{ ' checked' if t in chosen }}> {{ t }}</label> {% endfor %}</p>
  <button type="submit" id="run">Run</button></form>

@@ -27,7 +27,8 @@ flags.DEFINE_string("base_ckpt", None, "A bank directory; without it, train mode
 flags.DEFINE_string("workdir", "runs/default", "Checkpoints, banks, metrics, figures, tables.")
 flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
 flags.DEFINE_list("input", [], "apply: image file(s) to run the task on.")
-flags.DEFINE_string("output", None, "apply: output PNG (or a folder for several inputs); export: a directory.")
+flags.DEFINE_string("output", None, "apply: output PNG (or a folder for several inputs); "
+                    "export: a directory.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (TPU pods, GPU hosts).")
 FLAGS = flags.FLAGS
 

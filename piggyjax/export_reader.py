@@ -56,8 +56,9 @@ def read_manifest(directory) -> dict:
     raise ArtifactError(f"{root} is export format {manifest.get('format')}; this reader reads "
                         f"format {FORMAT}: use the reader.py inside that export directory")
   files = manifest.get("files")
+  weights = manifest.get("weights")
   if (not isinstance(files, dict) or manifest.get("function") not in files
-      or not isinstance(manifest.get("weights"), dict) or manifest["weights"].get("file") not in files):
+      or not isinstance(weights, dict) or weights.get("file") not in files):
     raise ArtifactError(f"{path} lacks its file list, or names files it does not check; the "
                         f"export is damaged: {fix}")
   for name, digest in files.items():

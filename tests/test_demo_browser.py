@@ -2,13 +2,11 @@
 by Selenium): the page loads, a photo and a sample run through every task, a switched-off task
 does not run, and bad uploads come back as messages on the page."""
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
