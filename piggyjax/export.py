@@ -71,7 +71,7 @@ def _abstract(tree):
 
 
 def single(config, bank: Bank, task: str):
-  """(function, weights): the task's variables as ``Bank.load`` assembles them."""
+  """(function, weights, size multiple): the task's variables as ``Bank.load`` assembles them."""
   weights = _flat(bank.load(task))
   apply, multiple = model_fn(config, [task])
   t = tasks.get(task)
@@ -82,8 +82,9 @@ def single(config, bank: Bank, task: str):
 
 
 def combined(config, bank: Bank, ids: list[str]):
-  """(function, weights) for every task: per task and leaf, the base's array, the base under
-  the task's packed mask, or the task's own array; each choice checked bit-exact here."""
+  """(function, weights, size multiple) for every task: per task and leaf, the base's array,
+  the base under the task's packed mask, or the task's own array; each choice checked
+  bit-exact here."""
   base = _flat(bank.base())
   weights = {f"base/{k}": v for k, v in base.items()}
   recipes, heads = [], {}
