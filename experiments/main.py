@@ -19,7 +19,7 @@ DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "quickstart.py")
 config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "ml_collections config file.",
                                 lock_config=False)
 flags.DEFINE_enum("mode", "train", list(cli.MODES), "What to do.")
-flags.DEFINE_string("task", None, "Task id (train, eval, apply).")
+flags.DEFINE_string("task", None, "Task id (train, eval, apply, export); export also takes all.")
 flags.DEFINE_string("strategy", "piggyback", "scratch | finetune | decoder | piggyback | packnet | "
                     "lwf | ewc | replay | joint.")
 flags.DEFINE_string("base_ckpt", None, "A bank directory; without it, train mode trains the "
@@ -27,7 +27,8 @@ flags.DEFINE_string("base_ckpt", None, "A bank directory; without it, train mode
 flags.DEFINE_string("workdir", "runs/default", "Checkpoints, banks, metrics, figures, tables.")
 flags.DEFINE_string("data_dir", None, "Overrides config.data.data_dir.")
 flags.DEFINE_list("input", [], "apply: image file(s) to run the task on.")
-flags.DEFINE_string("output", None, "apply: output PNG (or a folder for several inputs).")
+flags.DEFINE_string("output", None, "apply: output PNG (or a folder for several inputs); "
+                    "export: a directory.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (TPU pods, GPU hosts).")
 FLAGS = flags.FLAGS
 
@@ -52,6 +53,9 @@ def main(argv):
       cli.evaluate(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt)
     elif FLAGS.mode == "apply":
       cli.apply(config, cli.check_task(FLAGS.task), FLAGS.base_ckpt, FLAGS.input, FLAGS.output)
+    elif FLAGS.mode == "export":
+      task = FLAGS.task if FLAGS.task == "all" else cli.check_task(FLAGS.task)
+      cli.export(config, task, FLAGS.base_ckpt, FLAGS.output)
   except (cli.UsageError, validate.ConfigError, locking.LockHeld, diskfull.DiskFull,
           ckpt_verify.CheckpointError,
           PreparedError) as err:  # what the user can fix: the message says how

@@ -11,7 +11,7 @@ from absl import logging
 from piggyjax import strategies, tasks
 from piggyjax.bank import Bank, BankError
 
-MODES = ("train", "eval", "apply", "sequence")
+MODES = ("train", "eval", "apply", "sequence", "export")
 
 
 class UsageError(ValueError):
@@ -159,6 +159,24 @@ def apply(config, task: str, base_ckpt: str, inputs: list[str], output: str) -> 
     outs.append(dest)
     print(f"{src} -> {dest}")
   return outs
+
+
+def export(config, task: str | None, base_ckpt: str, output: str | None) -> dict:
+  """Write one task (or ``all``) of a bank as a jax.export function piggyjax need not read."""
+  from piggyjax import export as export_lib
+  if not task:
+    raise UsageError("--task is required: a task of the bank, or all")
+  bank = open_bank(base_ckpt, config, required=True)
+  if not output:
+    raise UsageError("--output is required: a new directory for the export")
+  try:
+    manifest = export_lib.export(config, bank, task, output)
+  except (export_lib.ExportError, BankError) as err:
+    raise UsageError(str(err)) from None
+  size, bank_size = export_lib.size(output), bank.sizes()["total"]
+  print(f"exported {', '.join(t['id'] for t in manifest['tasks'])} to {output}: {size} bytes "
+        f"(the bank: {bank_size} bytes)")
+  return manifest
 
 
 def _fit(image: np.ndarray, multiple: int, max_side: int = 1024) -> np.ndarray:
