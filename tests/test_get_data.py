@@ -222,3 +222,12 @@ def test_names_and_flags_are_checked(tmp_path):
   assert not list(tmp_path.iterdir())
   for name, src in fetch.SOURCES.items():  # a pinned hash is a SHA-256, never a guess
     assert src.sha256 is None or (len(src.sha256) == 64 and src.pinned_by), name
+
+
+def test_labels_are_written_byte_for_byte_as_shared_data_has_them(shared_data, tmp_path):
+  """So --verify can match their SHA256SUMS (CamVid's were saved optimized, MSRC's not)."""
+  for folder, optimize in (("camvid/val/labels", True), ("msrc/val/labels", False)):
+    for src in sorted((shared_data / folder).iterdir())[:3]:
+      out = tmp_path / src.name
+      convert._save_label(np.asarray(Image.open(src)), out, optimize)
+      assert out.read_bytes() == src.read_bytes(), src

@@ -41,9 +41,11 @@ def _save_jpeg(data: bytes, dest: Path) -> None:
     im.convert("RGB").save(dest, "JPEG", quality=95, subsampling=0)
 
 
-def _save_label(label_HW: np.ndarray, dest: Path) -> None:
+def _save_label(label_HW: np.ndarray, dest: Path, optimize: bool = False) -> None:
+  # shared/data's CamVid labels were saved with optimize=True, its MSRC labels without: with
+  # the same choice (and Pillow/zlib) the bytes, and so their SHA256SUMS, match.
   dest.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(label_HW.astype(np.uint8), "L").save(dest)
+  Image.fromarray(label_HW.astype(np.uint8), "L").save(dest, optimize=optimize)
 
 
 def camvid(archive: Archive, out: Path) -> dict[str, int]:
@@ -64,7 +66,7 @@ def camvid(archive: Archive, out: Path) -> dict[str, int]:
       if label.max(initial=0) > CAMVID_VOID:
         raise FetchError(f"{label_name}: value {label.max()} is no CamVid class (0..11)")
       _save_jpeg(archive.read(photo), out / split / "images" / f"{stem}.jpg")
-      _save_label(label, out / split / "labels" / f"{stem}.png")
+      _save_label(label, out / split / "labels" / f"{stem}.png", optimize=True)
     counts[split] = len(photos)
   if not counts["train"]:
     raise FetchError(f"{archive.path}: no photos under CamVid/train/")
