@@ -9,6 +9,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
@@ -214,12 +215,25 @@ def test_classification_sets_are_split_by_the_shipped_lists(tmp_path):
   assert sorted(p.name for p in (tmp_path / "out").rglob("*.jpg")) == ["a.jpg", "b.jpg"]
 
 
-def test_names_and_flags_are_checked(tmp_path):
+def test_names_and_flags_are_checked(tmp_path, monkeypatch):
   with pytest.raises(fetch.FetchError, match="unknown dataset"):
     fetch.get(["camvid", "imagenet"], tmp_path)
   with pytest.raises(fetch.FetchError, match="--tfds"):
     fetch.get(["cars196"], tmp_path)
   assert not list(tmp_path.iterdir())
+  import tensorflow_datasets as tfds  # with --tfds, TFDS itself downloads into DATA/tfds
+  calls = []
+
+  class Builder:
+    def __init__(self, name, data_dir):
+      calls.append((name, data_dir))
+      self.data_dir = data_dir
+
+    def download_and_prepare(self):
+      calls.append("prepared")
+  monkeypatch.setattr(tfds, "builder", Builder)
+  assert fetch.get(["cars196"], tmp_path, use_tfds=True) == [f"{tmp_path}/tfds: TFDS cars196"]
+  assert calls == [("cars196", str(tmp_path / "tfds")), "prepared"]
   for name, src in fetch.SOURCES.items():  # a pinned hash is a SHA-256, never a guess
     assert src.sha256 is None or (len(src.sha256) == 64 and src.pinned_by), name
 
@@ -231,3 +245,41 @@ def test_labels_are_written_byte_for_byte_as_shared_data_has_them(shared_data, t
       out = tmp_path / src.name
       convert._save_label(np.asarray(Image.open(src)), out, optimize)
       assert out.read_bytes() == src.read_bytes(), src
+
+
+def _tree_zip(folder: Path, prefix: str, only: str = "") -> bytes:
+  return _zip({f"{prefix}{p.relative_to(folder)}": p.read_bytes()
+               for p in sorted(folder.rglob(only or "*")) if p.is_file()})
+
+
+def test_voc_and_coco_archives_unpack_into_what_the_readers_read(shared_data, tmp_path,
+                                                                monkeypatch):
+  """The official archives' layouts, filled with shared/data's samples; the pinned hashes are
+  swapped for these stand-ins' (the layout, not the bytes, is what is tested here)."""
+  voc, coco = shared_data / "voc_samples", shared_data / "coco_samples"
+  tar = io.BytesIO()
+  with tarfile.open(fileobj=tar, mode="w") as t:
+    t.add(voc / "VOCdevkit", arcname="VOCdevkit")
+  inner = _tree_zip(coco / "annotations/panoptic_val2017", "panoptic_val2017/")
+  annotations = {f"annotations/{p.name}": p.read_bytes()
+                 for p in (coco / "annotations").glob("*.json")}
+  files = {"VOCtrainval_11-May-2012.tar": tar.getvalue(),
+           "val2017.zip": _tree_zip(coco / "val2017", "val2017/"),
+           "panoptic_annotations_trainval2017.zip": _zip(
+               {**annotations, "annotations/panoptic_val2017.zip": inner})}
+  for key in ("voc2012", "coco_val2017", "coco_panoptic_annotations"):
+    src = sets.SOURCES[key]
+    monkeypatch.setitem(sets.SOURCES, key, download.Source(
+        src.file, src.url, hashlib.sha256(files[src.file]).hexdigest(), None, "test"))
+  data = tmp_path / "data"
+  with serve(files) as (url, _):
+    summary = fetch.get(["voc2012", "coco_panoptic_val"], data, mirror=url)
+  assert len(summary) == 2 and "panoptic_val2017 3" in summary[1]
+  sums = [line for line in (voc / "SHA256SUMS").read_text().splitlines() if "/" in line]
+  (tmp_path / "voc.sums").write_text("\n".join(sums))
+  assert archive.verify(data, tmp_path / "voc.sums") == []
+  assert archive.verify(data / "coco", coco / "SHA256SUMS") == []
+  from piggyjax import data as readers  # after the fetch: the readers import jax and grain
+  cfg = ml_collections.ConfigDict({"data": {"source": "samples", "data_dir": str(data)}})
+  assert len(readers.make_source("seg_voc", "train", cfg)) == 10
+  assert len(readers.make_source("seg_coco", "train", cfg)) == 3

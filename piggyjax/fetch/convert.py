@@ -28,11 +28,11 @@ MSRC_CLASSES = 23
 def _root(archive: Archive, marker: str) -> str:
   """The path prefix under which `marker` (e.g. 'CamVid/') sits: GitHub archives add a
   '<repo>-<commit>/' folder, a mirror may not."""
-  for name in archive.names():
-    i = name.find(marker)
-    if i >= 0 and (i == 0 or name[i - 1] == "/"):
-      return name[:i]
-  raise FetchError(f"{archive.path}: no {marker!r} folder in the archive; is it the right file?")
+  roots = [name[:i] for name in archive.names()
+           if (i := name.find(marker)) >= 0 and (i == 0 or name[i - 1] == "/")]
+  if not roots:
+    raise FetchError(f"{archive.path}: no {marker!r} folder in the archive; is it the right file?")
+  return min(roots, key=len)  # the top-level one, should a copy sit deeper
 
 
 def _save_jpeg(data: bytes, dest: Path) -> None:
@@ -86,7 +86,7 @@ def _msrc_label(mat_bytes: bytes, name: str) -> np.ndarray:
   from scipy.io import loadmat  # scipy comes with scikit-image; loadmat never unpickles
   try:
     labels = np.asarray(loadmat(io.BytesIO(mat_bytes))["newlabels"])
-  except (KeyError, ValueError, OSError) as e:
+  except (KeyError, ValueError, OSError, NotImplementedError) as e:  # v7.3 .mat: HDF5
     raise FetchError(f"{name}: not a label map with 'newlabels' ({e})") from None
   # 1..23 are the classes (MATLAB's 1-based order); 0 and anything else is void.
   valid = (labels >= 1) & (labels <= MSRC_CLASSES)

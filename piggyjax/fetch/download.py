@@ -128,9 +128,13 @@ def fetch(src: Source, cache_dir: Path, mirror: str | None = None, from_dir: Pat
     _check(from_dir / src.file, src, cache_dir, "the file given with --from,")
     return from_dir / src.file
   final = cache_dir / src.file
-  if final.is_file():  # only ever renamed here after its check; re-check in case of damage
-    _check(final, src, cache_dir, "the cached file")
-    return final
+  if final.is_file():  # only ever renamed here after its check; re-checked in case of damage
+    try:
+      _check(final, src, cache_dir, "the cached file")
+      return final
+    except FetchError as e:
+      _say(f"{e}\n  (deleted; downloading it again)")
+      final.unlink()
   cache_dir.mkdir(parents=True, exist_ok=True)
   part = final.with_name(final.name + ".part")
   url = f"{mirror.rstrip('/')}/{src.file}" if mirror else src.url

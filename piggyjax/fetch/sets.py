@@ -105,15 +105,19 @@ def _extract(strip: int) -> Callable[[Archive, Path], dict]:
 def _paintings(ctx: Context) -> str:
   styles = ctx.data_dir / "styles"
   styles.mkdir(parents=True, exist_ok=True)
+  shown = []
   for name, digest in paintings.STYLES.items():
     dest = styles / f"{name}.jpg"
-    if dest.is_file() and sha256_file(dest) == digest:
+    shown.append(dest.name)
+    if dest.is_file():  # the pinned one, or the user's own choice: never overwritten
+      if sha256_file(dest) != digest:
+        shown[-1] += " (yours, not the pinned painting: left as is)"
       continue
     fd, tmp = tempfile.mkstemp(dir=styles, suffix=".partial")
     os.close(fd)
     shutil.copyfile(ctx.get(name), tmp)
     os.replace(tmp, dest)  # a reader never sees half a painting
-  return f"{styles}: " + ", ".join(f"{n}.jpg" for n in paintings.STYLES)
+  return f"{styles}: " + ", ".join(shown)
 
 
 def _coco_annotations(archive: Archive, tmp: Path) -> dict:
