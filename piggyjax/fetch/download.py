@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
 
 CHUNK = 1 << 20
 
@@ -111,18 +110,19 @@ def _stream(url: str, part: Path, name: str, size: int | None, timeout: float) -
     length = response.headers.get("Content-Length")
     total = size or (start + int(length) if length else None)
     progress = Progress(name, total, start)
-    with open(part, "ab" if start else "wb") as f:
-      while chunk := response.read(CHUNK):
-        f.write(chunk)
-        progress.update(len(chunk))
-    progress.close()
+    try:
+      with open(part, "ab" if start else "wb") as f:
+        while chunk := response.read(CHUNK):
+          f.write(chunk)
+          progress.update(len(chunk))
+    finally:
+      progress.close()
     if length is not None and part.stat().st_size < start + int(length):
       raise OSError(f"connection closed after {part.stat().st_size} bytes")
 
 
 def fetch(src: Source, cache_dir: Path, mirror: str | None = None, from_dir: Path | None = None,
-          timeout: float = 60.0, retries: int = 2,
-          stream: Callable[..., None] = _stream) -> Path:
+          timeout: float = 60.0, retries: int = 2) -> Path:
   """The verified file for `src`: from --from, the cache, or downloaded (resuming a .part)."""
   if from_dir is not None and (from_dir / src.file).is_file():
     _check(from_dir / src.file, src, cache_dir, "the file given with --from,")
@@ -140,7 +140,7 @@ def fetch(src: Source, cache_dir: Path, mirror: str | None = None, from_dir: Pat
   url = f"{mirror.rstrip('/')}/{src.file}" if mirror else src.url
   for attempt in range(retries + 1):
     try:
-      stream(url, part, src.file, src.size, timeout)
+      _stream(url, part, src.file, src.size, timeout)
       break
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
       # a connection cut mid-file is resumed; a refusal or an HTTP error status is final
