@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
   print("\n".join(["done; what is where:", *summary]))
   unpinned = fetch.not_pinned(args.names)
   if unpinned:
-    print(f"not pinned: verify these downloads' sha256 (printed above): {', '.join(unpinned)}")
+    print("not pinned: verify these downloads' sha256 (printed when fetched): "
+          + ", ".join(unpinned))
   return 0
 
 
