@@ -42,11 +42,10 @@ class ExportError(ValueError):
 def model_fn(config, task_ids: list[str]) -> tuple[Callable, int]:
   """(apply(variables, x_BHW3_float) -> {task: outputs}, size multiple): the one place that
   builds the model, the same network ``--mode=apply`` runs through ``train.evaluator``."""
-  from piggyjax import train
-  from piggyjax.models import unet
+  from piggyjax import models, train
   cfg = train.model_config(config)
-  model = unet.UNet(cfg, tuple((t, tasks.get(t).head_channels) for t in task_ids))
-  return (lambda variables, x: model.apply(variables, x, None, False)), 2**cfg.depth
+  model = models.build(cfg, tuple((t, tasks.get(t).head_channels) for t in task_ids))
+  return (lambda variables, x: model.apply(variables, x, None, False)), models.size_multiple(cfg)
 
 
 def _flat(tree) -> dict[str, np.ndarray]:

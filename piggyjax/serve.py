@@ -105,8 +105,8 @@ class Result:
 
 def config_for(bank: Bank, config):
   """``config`` with the bank's model preset and norm, so a page needs only --base_ckpt."""
-  from piggyjax.models import unet
-  for name in [config.model.preset, *unet.PRESETS]:
+  from piggyjax import models
+  for name in [config.model.preset, *models.preset_names()]:
     config.model.preset, config.model.norm = name, bank.arch.get("norm", config.model.norm)
     if train.arch(config) == bank.arch:
       return config
