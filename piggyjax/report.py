@@ -25,8 +25,8 @@ Table = list[list[str]]
 STRATEGIES = ("scratch", "finetune", "decoder", "piggyback", "packnet", "lwf", "ewc", "replay",
               "joint")
 HEADERS = {"finetune": "fine-tune", "packnet": "PackNet", "lwf": "LwF", "ewc": "EWC"}
-TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid", "seg_msrc": "MSRC",
-               "colorize_coco": "Colorization", "style_starry": "Starry Night",
+TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid",
+               "seg_msrc": "MSRC", "colorize_coco": "Colorization", "style_starry": "Starry Night",
                "style_scream": "The Scream"}
 METRIC_LABELS = {"miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
                  "psnr": "PSNR (dB)", "tv_loss": "TV loss"}  # others: "total_loss" -> "total loss"
