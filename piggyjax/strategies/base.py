@@ -179,7 +179,8 @@ class Base(Strategy):
     """An ImageNet encoder stays as loaded (the base's encoder is ImageNet's, bit for bit):
     task 1 trains the decoder and its head, as SegNet's decoder learns on a VGG-16 encoder."""
     from piggyjax.models import unet
-    if config is None or unet.preset(config.model.preset).encoder == "unet":
+    preset = unet.PRESETS.get(config.model.get("preset")) if config is not None else None
+    if preset is None or preset.encoder == "unet":  # other backbones: all of it trains
       return {}, params
     trainable, frozen = split(params, lambda p: p[0] != "backbone" or is_decoder(p))
     return frozen, trainable
