@@ -40,11 +40,30 @@ def check_sequence(config) -> tuple[list[str], list[str]]:
   return task_ids, strats
 
 
+class _Picked:
+  """Records ``ids`` of a source, in that order (figure images spread over a split)."""
+
+  def __init__(self, source, ids: list[int]):
+    self.source, self.ids = source, ids
+    self.has_labels = getattr(source, "has_labels", None)
+    self.label_kind = getattr(source, "label_kind", "pixel")  # a class per image, or per pixel
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+  def __getitem__(self, i: int) -> dict:
+    return self.source[self.ids[i]]
+
+
 def figure_batch(config, task_id: str) -> dict:
-  """The first ``config.figure_images`` evaluation images: the same for every strategy, at
-  ``config.figure_size`` pixels if set (the U-Net is convolutional: it runs at any size)."""
+  """``config.figure_images`` evaluation images: the same for every strategy, at
+  ``config.figure_size`` pixels if set (the U-Net is convolutional: it runs at any size).
+  The first ones, or with ``config.figure_spread`` ones spread evenly over the split: CamVid's
+  val split is video, so its first four frames show one street four times."""
   source = data.make_source(task_id, "eval", config)
   n = max(1, int(config.figure_images))
+  if config.get("figure_spread") and len(source) > n:
+    source = _Picked(source, [i * len(source) // n for i in range(n)])
   size = int(config.get("figure_size") or config.image_size)
   batch = next(iter(data.batches(source, batch_size=n, image_size=size,
                                  train=False, seed=config.seed, shard_index=0, shard_count=1)))

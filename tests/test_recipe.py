@@ -68,6 +68,25 @@ def test_optimizer_applies_the_schedule_per_group():
   assert sizes[3]["head_x"] == pytest.approx(1e-4, rel=1e-3)
 
 
+def test_encoder_rate_applies_to_the_encoder_only():
+  """optim.lr_encoder (real_imagenet.py): enc_*/mid move at it, the decoder and head at lr."""
+  c = make_tiny_config(**{"optim.lr": 3e-3, "optim.lr_head": 2e-3})
+  params = {"backbone": {n: {"kernel": jnp.zeros(2)} for n in ("enc_0", "mid", "up_0", "dec_0")},
+            "head_x": {"kernel": jnp.zeros(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+
+  def first_step():
+    tx = train.optimizer(c, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return jax.tree.map(lambda u: float(jnp.abs(u).max()), updates)
+  assert jax.tree.leaves(first_step()["backbone"]) == pytest.approx([3e-3] * 4, rel=1e-3)
+  c.optim.lr_encoder = 1e-4
+  got = first_step()
+  for name, lr in (("enc_0", 1e-4), ("mid", 1e-4), ("up_0", 3e-3), ("dec_0", 3e-3)):
+    assert got["backbone"][name]["kernel"] == pytest.approx(lr, rel=1e-3), name
+  assert got["head_x"]["kernel"] == pytest.approx(2e-3, rel=1e-3)
+
+
 def _variables(config, task_id="seg_voc"):
   cfg = train.model_config(config)
   return jax.tree.map(np.asarray, unet.init(cfg, ((task_id, 21),), 0, 32))

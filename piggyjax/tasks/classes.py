@@ -12,3 +12,10 @@ CAMVID_CLASSES: tuple[str, ...] = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
     "Pedestrian", "Bicyclist")
 CAMVID_VOID = 11
+
+# MSRC-v2 with Malisiewicz & Efros's labels (shared/data/msrc/PROVENANCE.md); 255 = void. Horse
+# and mountain are nearly absent (MSRC-21 drops them); kept so the ids match the files.
+MSRC_CLASSES: tuple[str, ...] = (
+    "building", "grass", "tree", "cow", "horse", "sheep", "sky", "mountain", "aeroplane",
+    "water", "face", "car", "bicycle", "flower", "sign", "bird", "book", "chair", "road", "cat",
+    "dog", "body", "boat")
