@@ -152,7 +152,16 @@ def apply(config, task: str, base_ckpt: str, inputs: list[str], output: str) -> 
   for src, image in zip(inputs, images):
     x = _fit(image, 2 ** cfg.depth)
     y = np.asarray(ev.predict(variables, {"image": x[None]}))[0]
-    pic = Image.fromarray(t.to_image(y, x)).resize(image.shape[1::-1], Image.BILINEAR)
+    if t.kind == "classification":  # the top 5, named as the bank recorded them
+      names = tuple(bank.meta(task).get("class_names") or ())
+      logits = np.asarray(y, np.float64).reshape(-1, y.shape[-1]).mean(0)
+      p = np.exp(logits - logits.max())
+      p /= p.sum()
+      top = [f"{t.name_of(int(i), names)} {100 * p[i]:.1f}%" for i in np.argsort(-p)[:5]]
+      print(f"{src}: {', '.join(top)}")
+      pic = Image.fromarray(t.to_image(y, x, names)).resize(image.shape[1::-1], Image.BILINEAR)
+    else:
+      pic = Image.fromarray(t.to_image(y, x)).resize(image.shape[1::-1], Image.BILINEAR)
     dest = Path(output) if len(inputs) == 1 else Path(output) / (Path(src).stem + ".png")
     dest.parent.mkdir(parents=True, exist_ok=True)
     pic.save(dest)

@@ -146,16 +146,17 @@ class Runner:
       y = np.asarray(jax.block_until_ready(fn(variables, x[None])))[0]
       ms = 1000 * (time.perf_counter() - start)
       key = (t, x.shape)
-      out.append(dataclasses.replace(picture_of(tasks.get(t), y, x, image_HW3.shape[:2]),
+      names = tuple(self.bank.meta(t).get("class_names") or ())  # a classifier's, as trained
+      out.append(dataclasses.replace(picture_of(tasks.get(t), y, x, image_HW3.shape[:2], names),
                                      ms=ms, compiled=key not in self._seen))
       self._seen.add(key)
     return out
 
 
-def picture_of(task, y, x_HW3: np.ndarray, size_HW) -> Result:
+def picture_of(task, y, x_HW3: np.ndarray, size_HW, names: tuple = ()) -> Result:
   """A segmentation as a coloured overlay with a legend of the classes it found, a
   classification as its top-5, anything else as the task draws it."""
-  names = tuple(getattr(task, "class_names", ()) or ())
+  names = tuple(names) or tuple(getattr(task, "class_names", ()) or ())
   name = lambda c: names[c] if c < len(names) else f"class {c}"
   result = Result(task.name, task.kind, x_HW3)
   if task.kind == "classification":

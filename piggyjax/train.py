@@ -385,6 +385,8 @@ def train_task(config, task_id: str, strategy: str, workdir, bank: Bank | None =
   meta = {"metrics": eval_metrics, "threshold": float(config.mask.threshold),
           "norm": config.mask.norm, "steps": steps, "head_channels": task.head_channels,
           "trained_as": strategy}
+  if task.kind == "classification":  # so apply, export and the demo can name the classes
+    meta["class_names"] = list(getattr(source, "class_names", ()) or task.class_names)
   bank_root = bank.root if bank is not None else Path(bank_path or workdir / "bank")
   if sharding.is_writer():
     if bank is None:

@@ -174,3 +174,14 @@ def test_tfds_classification_by_name():
       class_data.TfdsClasses("oxford_flowers102", "train", num_classes=5)
     with pytest.raises(KeyError, match="no feature 'labels'"):
       class_data.TfdsClasses("oxford_flowers102", "train", label_key="labels")
+
+
+def test_prepared_and_device_views_refuse_classes(tmp_path):
+  from piggyjax.data import prepared
+  _folders(tmp_path)
+  src = class_data.ClassFolder(tmp_path, "train")
+  with pytest.raises(ValueError, match="prepared sets store per-pixel labels"):
+    prepared.prepare(src, tmp_path / "prep", task_id="c", split="train", image_size=8)
+  with pytest.raises(ValueError, match="views are made on the host"):
+    data.batches(src, batch_size=2, image_size=8, train=True, seed=0, shard_index=0,
+                 shard_count=1, device_augment=True)

@@ -116,3 +116,22 @@ def test_same_seed_same_metrics(world):
   a = continual.run(_config(world, "piggyback"), world / "again_a")
   b = continual.run(_config(world, "piggyback"), world / "again_b")
   assert a["strategies"]["piggyback"]["matrix"] == b["strategies"]["piggyback"]["matrix"]
+
+
+def test_apply_and_demo_name_the_classes(world, capsys):
+  """A stored classifier task knows its class names (bank meta): apply prints its top 5 with
+  them, and the demo's runner shows them."""
+  from piggyjax import cli, serve
+  run = world / "apply_run"
+  results = continual.run(_config(world, "piggyback"), run)
+  bank_path = results["strategies"]["piggyback"]["bank"]
+  assert bank_lib.Bank.open(bank_path).meta("pets")["class_names"] == ["class0", "class1",
+                                                                       "class2"]
+  img = world / "data" / "classify" / "pets" / "val" / "class1" / "0.png"
+  capsys.readouterr()  # the sequence printed its table
+  cli.apply(_config(world, "piggyback"), "pets", bank_path, [str(img)], str(world / "o.png"))
+  line = capsys.readouterr().out.splitlines()[0]
+  assert line.startswith(str(img)) and line.count("%") == 3 and "class" in line
+  runner = serve.Runner(bank_path, _config(world, "piggyback"))
+  shown = runner.handle(img.read_bytes(), ["pets"])[2][0]
+  assert {n for n, _ in shown.top5} <= {"class0", "class1", "class2"} and len(shown.top5) == 3

@@ -119,6 +119,9 @@ def batches(source: Sequence, *, batch_size: int, image_size: int, train: bool, 
   size, n = int(image_size), len(source)
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, 8))
 
+  if device_augment and labels and not pixel_labels:
+    raise ValueError("config.data.device_augment crops per-pixel labels with the image; a "
+                     "classification task's views are made on the host (set it to False)")
   if device_augment and not train:
     raise ValueError("device_augment is for training batches; evaluation views are centre "
                      "crops made on the host (call batches(..., train=False) without it)")

@@ -156,6 +156,9 @@ def prepare(source, directory: str | os.PathLike, *, task_id: str, split: str, i
   from array_record.python import array_record_module as ar
   if encoding not in ENCODINGS:
     raise ValueError(f"prepared encoding must be one of {ENCODINGS}, got {encoding!r}")
+  if getattr(source, "label_kind", "pixel") == "class":
+    raise ValueError(f"task {task_id!r}: prepared sets store per-pixel labels; a classification "
+                     "task reads its images directly (leave config.data.prepared_dir empty)")
   root = Path(directory).expanduser()
   root.mkdir(parents=True, exist_ok=True)
   want = _identity(source, task_id, split, image_size, shard_size, encoding)
