@@ -31,9 +31,12 @@ RULES = [
      "`make test` here would rerun the whole suite, `make quickstart` a 6-minute run)"),
     (r"python3? experiments/(main|prepare|benchmark|ablate)\.py\b", RUN, "shrunk by flags"),
     (r"launch/(gpu|tpu_vm)\.sh .*--dry_run\b", RUN, "a dry run only prints its commands"),
+    (r"python3? [\w/]+/reader\.py\b", RUN, "an export's own reader, on the export made above"),
     (r"[A-Z_]+=\S+$", RUN, "sets a variable for the lines after it"),
     (r"python3? experiments/get_data\.py\b", None,
      "downloads; tests/test_get_data.py runs it against a local server"),
+    (r"python3? experiments/demo\.py\b", None, "a web server that runs until stopped "
+     "(tests/test_serve.py and tests/test_demo_browser.py drive it)"),
     (r"curl\b", None, "a download from the internet"),
     (r"(unzip\b|tar\b|\(cd annotations &&)", None, "unpacks those downloads"),
     (r"DATA=\S+ && mkdir\b", None, "makes folders for those downloads under /data"),

@@ -4,7 +4,8 @@
       --workdir=runs/quickstart
 
 The images come from pip packages (scikit-image, scikit-learn); segmentation labels are
-generated shapes drawn over them, so nothing is downloaded.
+generated shapes drawn over them, so nothing is downloaded. The comments below say why each
+setting departs from paper.py; docs/ABLATIONS.md has the runs.
 """
 import ml_collections
 
@@ -16,7 +17,7 @@ def get_config():
   # 467 k parameters. The 117 k `quick` net runs in half the time, but a mask over it has too
   # few weights to choose from: over seeds 0-2 piggyback trailed fine-tune by VOC 33 / colour
   # 16 / styles 7 and 4 % there, 19 / 7 / 0 / 2 % on `medium` (both at 120 constant-rate steps
-  # per task; README, docs/ABLATIONS.md). The 1.05 M `wide` net made fine-tune better and a
+  # per task; docs/ABLATIONS.md). The 1.05 M `wide` net made fine-tune better and a
   # mask no better (colorization +37 against +28 % behind, scored on the training photos).
   c.model.preset = "medium"
   c.image_size = 32
