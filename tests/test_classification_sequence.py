@@ -81,9 +81,16 @@ def world(tmp_path_factory):
   return tmp
 
 
-def test_table2_sequence(world):
-  strats = "classifier,individual,finetune,piggyback,packnet"
-  results = continual.run(_config(world, strats), world / "run")
+STRATS = "classifier,individual,finetune,piggyback,packnet"
+
+
+@pytest.fixture(scope="module")
+def table2(world):
+  return continual.run(_config(world, STRATS), world / "run")
+
+
+def test_table2_sequence(world, table2):
+  strats, results = STRATS, table2
   S = results["strategies"]
   for s in ("classifier", "piggyback", "packnet"):
     assert all(S[s]["bit_identical"].values()), s
@@ -112,19 +119,16 @@ def test_table2_sequence(world):
   assert S["classifier"]["matrix"][1][0] == S["classifier"]["matrix"][0][0]
 
 
-def test_same_seed_same_metrics(world):
-  a = continual.run(_config(world, "piggyback"), world / "again_a")
-  b = continual.run(_config(world, "piggyback"), world / "again_b")
-  assert a["strategies"]["piggyback"]["matrix"] == b["strategies"]["piggyback"]["matrix"]
+def test_same_seed_same_metrics(world, table2):
+  again = continual.run(_config(world, "piggyback"), world / "again")
+  assert again["strategies"]["piggyback"]["matrix"] == table2["strategies"]["piggyback"]["matrix"]
 
 
-def test_apply_and_demo_name_the_classes(world, capsys):
+def test_apply_and_demo_name_the_classes(world, table2, capsys):
   """A stored classifier task knows its class names (bank meta): apply prints its top 5 with
   them, and the demo's runner shows them."""
   from piggyjax import cli, serve
-  run = world / "apply_run"
-  results = continual.run(_config(world, "piggyback"), run)
-  bank_path = results["strategies"]["piggyback"]["bank"]
+  bank_path = table2["strategies"]["piggyback"]["bank"]
   assert bank_lib.Bank.open(bank_path).meta("pets")["class_names"] == ["class0", "class1",
                                                                        "class2"]
   img = world / "data" / "classify" / "pets" / "val" / "class1" / "0.png"
