@@ -102,15 +102,15 @@ def _jax_logits(runner, variables: dict, batch: dict) -> np.ndarray:
 
 def vgg_step(config, s: dict, peer: bool = False) -> dict:
   from piggyjax.bench.steps import _jax_step   # the U-Net section's step, on any model
+  names = [n.strip() for n in s["vgg_strategies"].split(",") if n.strip()]
+  if "piggyback" not in names:
+    raise ValueError(f"config.bench.vgg_strategies={s['vgg_strategies']!r} must hold piggyback")
   c = bench_config(config, s)
   classes, b, size = int(s["vgg_classes"]), c.batch_size, c.image_size
   register_task(classes)
   cfg = train.model_config(c)
   variables = base_variables(cfg, classes, int(c.seed))
   batch = synthetic_batch(b, size, classes)
-  names = [n.strip() for n in s["vgg_strategies"].split(",") if n.strip()]
-  if "piggyback" not in names:
-    raise ValueError(f"config.bench.vgg_strategies={s['vgg_strategies']!r} must hold piggyback")
   timers, first, extra = {}, {}, {}
   for name in names:
     step, runner, box = _jax_step(c, TASK, name, variables, batch)
