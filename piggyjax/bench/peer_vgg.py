@@ -48,12 +48,14 @@ class VGG16(nn.Module):
     """piggyjax's params (``{'backbone', 'head_<task>'}``) into this net, in place."""
     tl = vgg.torch_layout(params)
     convs = [m for m in self.features if isinstance(m, (nn.Conv2d, ElementWiseConv2d))]
+    pairs = [(m.weight, w) for m, (w, _) in zip(convs, tl["convs"], strict=True)]
+    pairs += [(m.bias, b) for m, (_, b) in zip(convs, tl["convs"])]
+    pairs += [(self.classifier.weight, tl["linear"][0]), (self.classifier.bias, tl["linear"][1])]
     with torch.no_grad():
-      for m, (w, b) in zip(convs, tl["convs"], strict=True):
-        m.weight.copy_(torch.from_numpy(w))
-        m.bias.copy_(torch.from_numpy(b))
-      self.classifier.weight.copy_(torch.from_numpy(tl["linear"][0]))
-      self.classifier.bias.copy_(torch.from_numpy(tl["linear"][1]))
+      for dst, src in pairs:   # a copy: the base's arrays may be read-only views
+        if tuple(dst.shape) != np.shape(src):   # copy_ would broadcast a wrong shape silently
+          raise ValueError(f"peer VGG-16: {tuple(dst.shape)} given an array of {np.shape(src)}")
+        dst.copy_(torch.tensor(np.array(src, np.float32)))
     return self
 
 
@@ -93,8 +95,8 @@ def make_step(params: dict, classes: int, strategy: str, batch: dict,
     loss = F.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
-    step.last_loss = loss.item()
-    return step.last_loss
+    step.losses.append(loss.item())
+    return step.losses[-1]
 
-  step.model, step.last_loss = model, float("nan")
+  step.model, step.losses = model, []
   return step

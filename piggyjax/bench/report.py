@@ -131,9 +131,11 @@ def _vgg(v: dict | None) -> list[str]:
             "{d:.2g} (largest {m:.3g}).".format(**peer, d=v["self_check"]["max_abs_logit_diff"],
                                                  m=v["self_check"]["max_abs_logit"])
             if peer else "No peer (run with --peer)."), "",
-           "| contestant | median ms (min) | images/s | GFLOP/step | GFLOP/s |", "|---|---|---|---|---|"]
+           "| contestant | median ms (min) | images/s | GFLOP/step | GFLOP/s | first loss |",
+           "|---|---|---|---|---|---|"]
   lines += [f"| {k} | {_ms(row)} | {row['images_per_s']:.2f} | {row['gflop_per_step']:.1f} | "
-            f"{row['achieved_gflops']:.1f} |" for k, row in v["strategies"].items()]
+            f"{row['achieved_gflops']:.1f} | {row['loss_first']:.5f} |"
+            for k, row in v["strategies"].items()]
   lines += ["", "| ratio | median of per-round ratios (of medians, of minima) |", "|---|---|"]
   lines += [f"| {k} | {_ratio(x)} |" for k, x in v["ratios"].items()]
   return lines + [""]

@@ -150,9 +150,9 @@ def vgg_step(config, s: dict, peer: bool = False) -> dict:
       runner, box = extra[name]
       row["compiled_programs"] = int(runner.train_step._cache_size())
       losses = [float(x) for x in box["losses"]]
-      row["loss_first"], row["loss_last"] = losses[0], losses[-1]
-    else:
-      row["loss_last"] = float(timers[name].last_loss)
+    else:   # the same function from the same start: the first losses agree (the JSON shows it)
+      losses = timers[name].losses
+    row["loss_first"], row["loss_last"] = losses[0], losses[-1]
     out["strategies"][name] = row
   for a, bb in [("piggyback", "peer_piggyback"), ("finetune", "peer_finetune"),
                 ("piggyback", "finetune"), ("peer_piggyback", "peer_finetune")]:
