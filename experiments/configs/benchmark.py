@@ -4,6 +4,12 @@
       --json=runs/bench.json --md=runs/bench.md --peer
 
 Override any field, e.g. --config.model.preset=tiny --config.image_size=32 --config.bench.steps=2.
+
+Piggyback's own network (the ImageNet VGG-16 step against the PyTorch peer; not in the default
+sections, it adds minutes on a CPU):
+
+  python experiments/benchmark.py --config.bench.sections=vgg_step --peer \
+      --config.bench.vgg_image_size=128 --json=runs/bench_vgg.json
 """
 import ml_collections
 
@@ -28,5 +34,8 @@ def get_config():
       "input_sources": "voc,coco,camvid,folder,quickstart", "input_image_size": 256,
       "input_batch_size": 8, "input_batches": 20, "input_threads": 2, "input_cores": 16,
       "input_encodings": "raw,jpeg", "input_data_dir": "../shared/data", "input_workers": 0,
-      "input_device_augment": "voc,coco", "input_rounds": 3})
+      "input_device_augment": "voc,coco", "input_rounds": 3,
+      # Piggyback's own size is 224 px, batch 32: set these on an accelerator.
+      "vgg_image_size": 64, "vgg_batch_size": 8, "vgg_classes": 200,
+      "vgg_strategies": "piggyback,finetune", "vgg_steps": 5})
   return c

@@ -55,6 +55,13 @@ DEFAULTS = {
     "input_data_dir": "../shared/data",
     "input_device_augment": "",        # e.g. "voc,coco": also config.data.device_augment's host
     "input_rounds": 3,                 # share vs today's views, in this many interleaved rounds
+    # vgg_step (piggyjax/bench/vgg.py): the ImageNet VGG-16 Piggyback step vs the PyTorch peer.
+    # Piggyback's own size is 224 px, batch 32 (~1.5 TFLOP a step); these fit a 2-core CPU.
+    "vgg_image_size": 64,
+    "vgg_batch_size": 8,
+    "vgg_classes": 200,                # CUBS-200, Piggyback's first Table 2 task
+    "vgg_strategies": "piggyback,finetune",
+    "vgg_steps": 5,                    # timed rounds after warm-up
 }
 
 

@@ -116,5 +116,26 @@ def markdown(r: dict) -> str:
                 f"{w['images_per_s']:.0f} | {w['per_core_vs_threads']:.2f}x | "
                 f"{w['wall_vs_threads']:.2f}x |" for name, form, w in procs]
       lines.append("")
+  lines += _vgg(r.get("vgg_step"))
   lines.append(f"Peak host memory: {r['peak_host_memory_mb']:.0f} MB.")
   return "\n".join(lines) + "\n"
+
+
+def _vgg(v: dict | None) -> list[str]:
+  if not v:
+    return []
+  peer = v.get("peer")
+  lines = [f"## VGG-16 Piggyback step ({v['image_size']} px, batch {v['batch_size']}, "
+           f"{v['classes']} classes, {v['masked_weights']:,} masked weights)", "",
+           ("PyTorch peer: torch {torch}, {threads} threads; same weights, logits within "
+            "{d:.2g} (largest {m:.3g}).".format(**peer, d=v["self_check"]["max_abs_logit_diff"],
+                                                 m=v["self_check"]["max_abs_logit"])
+            if peer else "No peer (run with --peer)."), "",
+           "| contestant | median ms (min) | images/s | GFLOP/step | GFLOP/s | first loss |",
+           "|---|---|---|---|---|---|"]
+  lines += [f"| {k} | {_ms(row)} | {row['images_per_s']:.2f} | {row['gflop_per_step']:.1f} | "
+            f"{row['achieved_gflops']:.1f} | {row['loss_first']:.5f} |"
+            for k, row in v["strategies"].items()]
+  lines += ["", "| ratio | median of per-round ratios (of medians, of minima) |", "|---|---|"]
+  lines += [f"| {k} | {_ratio(x)} |" for k, x in v["ratios"].items()]
+  return lines + [""]

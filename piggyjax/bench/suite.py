@@ -11,7 +11,7 @@ import numpy as np
 
 from piggyjax import tasks, train
 from piggyjax.bench import bank as bench_bank
-from piggyjax.bench import inputs, report, steps
+from piggyjax.bench import inputs, report, steps, vgg
 from piggyjax.bench.common import machine, peak_host_mb, settings
 
 
@@ -29,7 +29,8 @@ def run(config, peer: bool = False, bank: str | None = None, workdir=None) -> di
                 ("inference", lambda: steps.inference(config, s)),
                 ("task_switch", lambda: bench_bank.task_switch(config, s, Path(tmp))),
                 ("storage", lambda: bench_bank.storage(config, s, Path(tmp), bank)),
-                ("input_pipeline", lambda: inputs.input_pipeline(config, s, tmp))]
+                ("input_pipeline", lambda: inputs.input_pipeline(config, s, tmp)),
+                ("vgg_step", lambda: vgg.vgg_step(config, s, peer))]
     chosen = [n.strip() for n in s["sections"].split(",") if n.strip()]
     unknown = set(chosen) - {n for n, _ in sections}
     if unknown:
