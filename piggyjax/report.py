@@ -198,21 +198,8 @@ def pretrained_note(results: Mapping) -> str | None:
 
 
 def class_accuracy_table(results: Mapping, task: str) -> Table:
-  """Per-class accuracy (%) of a classification task, a column per strategy (after training
-  -> at the end, when later tasks changed it)."""
-  names = [n for n in strategies(results)
-           if task in results["strategies"][n].get("class_accuracy", {})]
-  per = {n: results["strategies"][n]["class_accuracy"][task] for n in names}
-  classes = list(dict.fromkeys(c for n in names for when in ("after_training", "final")
-                               for c in per[n].get(when, {})))
-  rows = [["class"] + [HEADERS.get(n, n) for n in names]]
-  for c in classes:
-    cells = []
-    for n in names:
-      a, f = (fmt(per[n].get(w, {}).get(c)) for w in ("after_training", "final"))
-      cells.append(a if f in (a, "n/a") else f"{a} -> {f}")
-    rows.append([c] + cells)
-  return rows
+  """Per-class accuracy (%) of a classification task, laid out as ``class_iou_table``."""
+  return class_iou_table(results, task, key="class_accuracy")
 
 
 def markdown(rows: Table) -> str:
@@ -233,11 +220,12 @@ def matrix_table(results: Mapping, strategy: str) -> Table:
   return rows
 
 
-def class_iou_table(results: Mapping, task: str) -> Table:
-  """Per-class IoU (%) of a segmentation task: a row per class, a column per strategy, each
-  cell 'after training -> at the end' when the later tasks changed it."""
-  names = [n for n in strategies(results) if task in results["strategies"][n].get("class_iou", {})]
-  per = {n: results["strategies"][n]["class_iou"][task] for n in names}
+def class_iou_table(results: Mapping, task: str, key: str = "class_iou") -> Table:
+  """Per-class IoU (%) of a segmentation task (``key``: another per-class record, e.g.
+  class_accuracy): a row per class, a column per strategy, each cell 'after training -> at the
+  end' when the later tasks changed it."""
+  names = [n for n in strategies(results) if task in results["strategies"][n].get(key, {})]
+  per = {n: results["strategies"][n][key][task] for n in names}
   classes = list(dict.fromkeys(c for n in names for when in ("after_training", "final")
                                for c in per[n].get(when, {})))
   rows = [["class"] + [HEADERS.get(n, n) for n in names]]

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from piggyjax.models import vgg
+from piggyjax.models import unet, vgg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,13 +163,7 @@ class Classifier(nn.Module):
   @nn.compact
   def __call__(self, x_BHW3, task: str | None = None, train: bool | str = False):
     feats = pooled(entry(self.config.backbone).module(), x_BHW3, bool(train), "backbone")
-    heads = dict(self.heads)
-    if task is not None and task not in heads:
-      raise ValueError(f"this model has no head {task!r}; heads: {sorted(heads)}")
-    names_ = [task] if task is not None else list(heads)
-    outs = {n: nn.Conv(heads[n], (1, 1), name=f"head_{n}")(feats).astype(jnp.float32)
-            for n in names_}
-    return outs[task] if task is not None else outs
+    return unet.apply_heads(feats, self.heads, task)  # the U-Net's heads, on pooled features
 
 
 def pooled(module: nn.Module, x_BHW3, train: bool, name: str | None = None) -> jax.Array:

@@ -195,13 +195,19 @@ class UNet(nn.Module):
       raise ValueError(f"image size {h}x{w} must be divisible by 2**depth = "
                        f"{2**self.config.depth}")
     feats = Backbone(self.config, name="backbone")(x_BHWC, train)
-    heads = dict(self.heads)
-    if task is not None and task not in heads:
-      raise ValueError(f"this model has no head {task!r}; heads: {sorted(heads)}")
-    names = [task] if task is not None else list(heads)
-    outs = {n: nn.Conv(heads[n], (1, 1), name=f"head_{n}")(feats).astype(jnp.float32)
-            for n in names}
-    return outs[task] if task is not None else outs
+    return apply_heads(feats, self.heads, task)
+
+
+def apply_heads(feats, heads: Sequence[tuple[str, int]], task: str | None):
+  """The 1x1 heads (``head_<task>``) on ``feats``, inside the calling module's scope: ``task``'s
+  output, or every head's by name when ``task`` is None."""
+  widths = dict(heads)
+  if task is not None and task not in widths:
+    raise ValueError(f"this model has no head {task!r}; heads: {sorted(widths)}")
+  names = [task] if task is not None else list(widths)
+  outs = {n: nn.Conv(widths[n], (1, 1), name=f"head_{n}")(feats).astype(jnp.float32)
+          for n in names}
+  return outs[task] if task is not None else outs
 
 
 def head_name(task: str) -> str:
