@@ -104,6 +104,9 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
   progress_path = workdir / f"sequence_{strategy}.json"
   done = json.loads(progress_path.read_text()) if progress_path.exists() else {}
   rows, digests = done.get("matrix", []), done.get("digests", {})
+  # A sequence cut short or extended (--config.tasks=a,b then a,b,c) continues where it
+  # stopped: its finished rows get as many columns as the sequence has tasks.
+  rows = [(r + [None] * len(task_ids))[:len(task_ids)] for r in rows[:len(task_ids)]]
   class_iou = done.get("class_iou", {})  # segmentation: {task: {after_training|final: {class: IoU}}}
   class_acc = done.get("class_accuracy", {})  # classification: the same, accuracy per class
   if sharding.is_writer() and not (bank_path / "bank.json").exists():

@@ -1,5 +1,6 @@
 """The continual runner end to end: the matrix, zero forgetting where promised, sizes, outputs."""
 import json
+import shutil
 
 import pytest
 
@@ -63,6 +64,20 @@ def test_rerun_resumes_without_training_again(quick_run):
   again = continual.run(config, work)
   for name in results["strategies"]:
     assert again["strategies"][name]["matrix"] == results["strategies"][name]["matrix"]
+
+
+def test_a_shorter_sequence_reuses_its_rows(quick_run, tmp_path):
+  """--config.tasks cut to a prefix: the finished rows are read back cut to its columns (and
+  a later, longer sequence pads them again), nothing is trained."""
+  results, work = quick_run
+  shutil.copytree(work, tmp_path / "w")
+  config = make_tiny_config(tasks="seg_coco,seg_voc", steps=6, strategies="finetune,piggyback",
+                            **{"optim.lr": 1e-2})
+  short = continual.run(config, tmp_path / "w")
+  for name in ("finetune", "piggyback"):
+    full = results["strategies"][name]["matrix"]
+    assert short["strategies"][name]["matrix"] == [row[:2] for row in full[:2]], name
+  assert "Task 1 (COCO seg.) after Task 2" in (tmp_path / "w" / "results.md").read_text()
 
 
 def test_samples_config_on_shared_data(tmp_path):
