@@ -152,7 +152,7 @@ def test_bad_definitions_name_the_task_and_the_field(tmp_path):
     with pytest.raises(ValueError, match=rf"task '{tid}': config.task_defs.{tid}.*{message}"):
       data.make_source(tid, "train", c)
   for spec, message in (
-      ({"kind": "denoise"}, r"kind is 'denoise'; known kinds: colorization, segmentation, style"),
+      ({"kind": "denoise"}, r"kind is 'denoise'; known kinds: classification, colorization, segmentation, style"),
       ({"kind": "segmentation", "classes": 3, "remap": "1:7"}, r"remap maps 1 to 7, outside"),
       ({"kind": "segmentation"}, r"classes is required"),
       ({"kind": "segmentation", "classes": 3, "class_names": "a,b"}, r"class_names has 2 names"),
