@@ -154,10 +154,7 @@ def apply(config, task: str, base_ckpt: str, inputs: list[str], output: str) -> 
     y = np.asarray(ev.predict(variables, {"image": x[None]}))[0]
     if t.kind == "classification":  # the top 5, named as the bank recorded them
       names = tuple(bank.meta(task).get("class_names") or ())
-      logits = np.asarray(y, np.float64).reshape(-1, y.shape[-1]).mean(0)
-      p = np.exp(logits - logits.max())
-      p /= p.sum()
-      top = [f"{t.name_of(int(i), names)} {100 * p[i]:.1f}%" for i in np.argsort(-p)[:5]]
+      top = [f"{name} {100 * p:.1f}%" for name, p in t.top(y, 5, names)]
       print(f"{src}: {', '.join(top)}")
       pic = Image.fromarray(t.to_image(y, x, names)).resize(image.shape[1::-1], Image.BILINEAR)
     else:

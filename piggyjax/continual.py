@@ -165,7 +165,7 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       "class_iou": class_iou,
       "class_accuracy": class_acc,
       # Backbones on disk (the base, and every task that stores its own): Table 2's "# Models".
-      "networks": 1 + sum("backbone" in bank.load_payload(t)[0].get("params", {})
+      "networks": 1 + sum(any(e["path"].startswith("params/backbone/") for e in metas[t]["arrays"])
                           for t in task_ids),
       "bank": str(bank_path),
   }

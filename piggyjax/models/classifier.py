@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from piggyjax.models import unet, vgg
 
@@ -186,8 +187,8 @@ def pretrained(config: ClassifierConfig) -> dict:
   module = entry(config.backbone).module()
   shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
                                               False))["params"]
-  flat_w = _flat(weights)
-  for path, s in _flat(shapes).items():
+  flat_w = traverse_util.flatten_dict(weights)
+  for path, s in traverse_util.flatten_dict(shapes).items():
     got = flat_w.get(path)
     name = "/".join(path)
     if got is None:
@@ -196,17 +197,8 @@ def pretrained(config: ClassifierConfig) -> dict:
     if tuple(np.shape(got)) != tuple(s.shape):
       raise ValueError(f"{config.backbone} weights: {name} has shape {np.shape(got)}, the "
                        f"network needs {tuple(s.shape)}")
-  extra = sorted("/".join(p) for p in set(flat_w) - set(_flat(shapes)))
+  extra = sorted("/".join(p) for p in set(flat_w) - set(traverse_util.flatten_dict(shapes)))
   if extra:
     raise ValueError(f"{config.backbone} weights hold parameters the network lacks: {extra[:4]}")
   return {"params": {"backbone": jax.tree.map(lambda a: np.asarray(a, np.float32), weights)}}
 
-
-def _flat(tree: Mapping, prefix: tuple = ()) -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flat(v, prefix + (str(k),)))
-    else:
-      out[prefix + (str(k),)] = v
-  return out

@@ -100,6 +100,13 @@ class Classification(Task):
     pred = int(np.argmax(np.asarray(logits_of(jnp.asarray(outputs_HWK)[None]))[0]))
     return label_image(image_HW3, self.name_of(pred, names))
 
+  def top(self, outputs_HWK, k: int = 5, names: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+    """The ``k`` likeliest classes with their softmax probabilities, named."""
+    logits = np.asarray(outputs_HWK, np.float64).reshape(-1, np.shape(outputs_HWK)[-1]).mean(0)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return [(self.name_of(int(c), names), float(p[c])) for c in np.argsort(-p)[:k]]
+
   def name_of(self, index: int, names: tuple[str, ...] = ()) -> str:
     names = tuple(names) or self.class_names
     return names[index] if 0 <= index < len(names) else str(index)
