@@ -59,8 +59,22 @@ def figure_batch(config, task_id: str) -> dict:
   """``config.figure_images`` evaluation images: the same for every strategy, at
   ``config.figure_size`` pixels if set (the U-Net is convolutional: it runs at any size).
   The first ones, or with ``config.figure_spread`` ones spread evenly over the split: CamVid's
-  val split is video, so its first four frames show one street four times."""
-  source = data.make_source(task_id, "eval", config)
+  val split is video, so its first four frames show one street four times.
+  ``config.figure_from[task_id]`` names another task whose eval photos to draw instead, for a
+  task that reads no labels (colorization, style): CamVid's val split is 7 s of one drive, so
+  the real runs show their colorization and paintings on MSRC's scenes."""
+  other = dict(config.get("figure_from") or {}).get(task_id, task_id)
+  if other != task_id:
+    kind = tasks.get(task_id).kind
+    if kind in ("segmentation", "classification"):
+      raise validate.ConfigError(
+          f"config.figure_from.{task_id}={other!r}: a {kind} task's figures need their own labels; "
+          f"figure_from is for tasks that read none (colorization, style)")
+    if other not in config.task_defs:
+      raise validate.ConfigError(
+          f"config.figure_from.{task_id}={other!r} is not a task of this config; choose one of "
+          f"{', '.join(sorted(config.task_defs))}")
+  source = data.make_source(other, "eval", config)
   n = max(1, int(config.figure_images))
   if config.get("figure_spread") and len(source) > n:
     source = _Picked(source, [i * len(source) // n for i in range(n)])
@@ -164,8 +178,10 @@ def run_strategy(config, strategy: str, task_ids: list[str], workdir: Path,
       "bit_identical": {t: len(set(d)) == 1 for t, d in digests.items()},
       "class_iou": class_iou,
       "class_accuracy": class_acc,
-      # Backbones on disk (the base, and every task that stores its own): Table 2's "# Models".
-      "networks": 1 + sum(any(e["path"].startswith("params/backbone/") for e in metas[t]["arrays"])
+      # Backbones on disk (the base, and every task that stores weights of its own): Table 2's
+      # "# Models". A task's own norms (mask.norm=per_task) are not a network: kernels only.
+      "networks": 1 + sum(any(e["path"].startswith("params/backbone/")
+                              and e["path"].endswith("/kernel") for e in metas[t]["arrays"])
                           for t in task_ids),
       "bank": str(bank_path),
   }

@@ -49,6 +49,27 @@ def test_figure_images_are_spread_over_the_split(shared_data):
   assert (first[0] == spread[0]).all() and not (first[1] == spread[1]).all()
 
 
+def test_later_tasks_draw_their_figures_from_msrc(shared_data):
+  import pytest
+  from piggyjax import validate
+  c = _tiny_real_config(shared_data)
+  assert dict(c.figure_from) == {t: "seg_msrc" for t in TASKS[2:]}
+  msrc = continual.figure_batch(c, "seg_msrc")["image"]
+  camvid = continual.figure_batch(c, "seg_camvid")["image"]
+  for task in TASKS[2:]:  # MSRC's val scenes, not the one CamVid street
+    assert (continual.figure_batch(c, task)["image"] == msrc).all(), task
+  c.figure_from = {}  # the default: a task's own eval photos
+  own = continual.figure_batch(c, "colorize_camvid")["image"].astype(float)
+  # the same frames (an unlabelled reader may decode a JPEG at reduced scale: a level or two)
+  assert abs(own - camvid).mean() < 3 and abs(own - msrc).mean() > 30
+  c.figure_from = {"seg_camvid": "seg_msrc"}  # CamVid's labels cannot come from MSRC
+  with pytest.raises(validate.ConfigError, match="need their own labels"):
+    continual.figure_batch(c, "seg_camvid")
+  c.figure_from = {"colorize_camvid": "seg_nowhere"}
+  with pytest.raises(validate.ConfigError, match="not a task of this config"):
+    continual.figure_batch(c, "colorize_camvid")
+
+
 def test_real_config_runs_the_whole_sequence_and_repeats_itself(shared_data, tmp_path):
   c = _tiny_real_config(shared_data)
   c.strategies = "piggyback"  # all five tasks; fine-tune's forgetting is checked below
@@ -56,6 +77,8 @@ def test_real_config_runs_the_whole_sequence_and_repeats_itself(shared_data, tmp
   saved = json.loads((tmp_path / "a" / "results.json").read_text())
   assert saved["tasks"] == list(TASKS) and set(saved["strategies"]) == {"piggyback"}
   assert all(results["strategies"]["piggyback"]["bit_identical"].values())
+  # one network on disk: a task's mask, head and own norms (mask.norm=per_task) are not one
+  assert saved["strategies"]["piggyback"]["networks"] == 1
   pb = saved["strategies"]["piggyback"]["after_training"]
   for task in TASKS[3:]:  # the style number this config reports
     assert "style_closed_pct" in pb[task] and "style_loss_photo" in pb[task]
@@ -69,6 +92,7 @@ def test_real_config_runs_the_whole_sequence_and_repeats_itself(shared_data, tmp
   first = saved["strategies"]["piggyback"]["matrix"]
   assert again["strategies"]["piggyback"]["matrix"] == [first[0][:2], first[1][:2]]
   assert not again["strategies"]["finetune"]["bit_identical"]["seg_camvid"]  # it forgets
+  assert again["strategies"]["finetune"]["networks"] == 2
   labels = [row[0] for row in report.table(again)]
   assert "MSRC mIoU (%)" in labels and "Task 1 (CamVid) after Task 2, mIoU (%)" in labels
   ft = again["strategies"]["finetune"]["matrix"]

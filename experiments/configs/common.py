@@ -58,6 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.figure_images = 4             # evaluation images per task in the comparison grids
   c.figure_size = 0               # their size in pixels; 0 = image_size
   c.figure_spread = False         # spread them evenly over the eval split (else the first ones)
+  # A task's grid images from another task's eval split ({"colorize_camvid": "seg_msrc"}): for
+  # tasks that read no labels (colorization, style), when their own split is one scene.
+  c.figure_from = ml_collections.ConfigDict()
   # After a task's last step, re-estimate BatchNorm statistics as the mean over this many
   # training batches (0 = keep the running averages); train.Runner.recalibrate says why.
   c.bn_recalibrate = 0
