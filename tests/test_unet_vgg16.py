@@ -105,3 +105,26 @@ def test_piggyback_leaves_the_imagenet_encoder_untouched(imagenet, tmp_path):
   frozen, trainable = strategies.get("decoder", c).split_params({"backbone": base}, c)
   assert sorted(frozen["backbone"]) == sorted(ENCODER)
   assert sorted(trainable["backbone"]) == sorted(f"{p}_{i}" for p in ("up", "dec") for i in range(4))
+
+
+def test_real_imagenet_config_repeats_itself(shared_data, tmp_path):
+  """experiments/configs/real_imagenet.py at tiny size on ../shared/data (CamVid then MSRC):
+  the same seed gives the same results.json metrics in a fresh workdir."""
+  import json
+
+  from experiments.configs import real_imagenet
+  from piggyjax import continual, tasks
+  c = real_imagenet.get_config()
+  assert c.model.preset == "vgg16_unet" and c.image_size == 96  # real.py's resolution
+  c.data.data_dir = str(shared_data)
+  c.tasks, c.strategies = "seg_camvid,seg_msrc", "piggyback"
+  c.image_size, c.batch_size, c.steps, c.steps_for, c.checkpoint_every = 32, 2, 2, {}, 2
+  c.eval_batches, c.figure_images, c.figure_size, c.bn_recalibrate = 1, 1, 0, 1
+  tasks.from_config(c)
+  runs = []
+  for name in ("a", "b"):
+    continual.run(c, tmp_path / name)
+    runs.append(json.loads((tmp_path / name / "results.json").read_text()))
+  a, b = (r["strategies"]["piggyback"] for r in runs)
+  assert a["matrix"] == b["matrix"] and a["matrix"][1][1]["miou"] >= 0
+  assert a["networks"] == 1 and all(a["bit_identical"].values())
