@@ -13,13 +13,15 @@ tasks read COCO's.
 
 Departures from paper.py, and why (measurements: docs/ABLATIONS.md):
 - U-Net `medium` (32-64-128, 467 k parameters), 96x96 crops, batch 8, a few hundred steps per
-  task: what 2 CPU cores do in under 45 minutes. Figures at 128x128 (the U-Net is
-  convolutional), four eval images spread over each split (CamVid val is video: its first four
-  frames are one street). Width matters: on the 117 k `quick` net piggyback trailed fine-tune
-  by ~40 % in colorization MSE over three seeds; on `medium`, same recipe, by 2 %.
-- MSRC 400 steps (~11 epochs of 295 photos, ~3 min per strategy quiet): what the 45 minutes
-  leave after the four-task run's 30.5. Measured (load ~10): MSRC mIoU scratch 18.3, fine-tune
-  19.8, decoder 21.8, piggyback 18.0 (-1.8 points); fine-tune's CamVid 40.2 -> 9.3 after it.
+  task: 62 minutes on 2 quiet CPU cores for all five tasks and four strategies (the base 6,
+  then per strategy MSRC ~3, colorization ~6, each painting ~3; without scratch and with
+  --config.steps=600, ~42). Figures at 128x128 (the U-Net is convolutional), four eval images
+  spread over each split; CamVid's val split is 7 s of one drive, so the three label-free
+  tasks draw theirs from MSRC's val scenes (figure_from). Width matters: on the 117 k `quick`
+  net piggyback trailed fine-tune by ~40 % in colorization MSE over three seeds; on `medium`,
+  same recipe, by 2 %.
+- MSRC 400 steps (~11 epochs of 295 photos). Measured: MSRC mIoU scratch 18.3, fine-tune 19.8,
+  decoder 21.8, piggyback 18.0 (-1.8 points); fine-tune's CamVid 40.2 -> 9.3 after it.
 - Scores at lr 5e-4 and heads/baselines at 3e-3, cosine decay to zero over each task (paper:
   1e-4 and 1e-3, x0.1 halfway, over ~30 epochs): with a few hundred steps a score must be able
   to cross the 5e-3 threshold within tens of steps, and the decay lets the masks settle.
