@@ -247,6 +247,8 @@ def run(config, workdir: Path) -> dict:
   pretrained = models.is_pretrained(train.model_config(config))
   need_base = not (base_bank / "bank.json").exists() or (
       not pretrained and first not in Bank.open(base_bank).tasks())
+  # Finished work found here: this invocation's elapsed time is not the sequence's.
+  resumed = not need_base or any((workdir / f"sequence_{s}.json").exists() for s in strats)
   sharding.barrier("piggyjax looked at bank_base")  # before process 0 removes it
   if need_base and models.is_pretrained(train.model_config(config)):
     # A pretrained base (ImageNet): no task trains the backbone; every strategy learns them all.
@@ -263,6 +265,7 @@ def run(config, workdir: Path) -> dict:
   for s in strats:
     results["strategies"][s] = run_strategy(config, s, task_ids, workdir, fig_batches, consts)
   results["elapsed_s"] = round(time.time() - t0, 1)
+  results["resumed"] = resumed
   results["machine"] = (f"{platform.machine()} {os.cpu_count()} cores, "
                         f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
   results = report.summarize(results)

@@ -256,6 +256,8 @@ def write_tables(results: Results, outdir: str) -> dict[str, str]:
   os.makedirs(outdir, exist_ok=True)
   rows, el = table(results), results.get("elapsed_s")
   took = f"{el:.0f} s ({el / 60:.1f} min)" if el is not None else "n/a"
+  if el is not None and results.get("resumed"):
+    took += " in this invocation, which resumed finished work in this workdir"
   note = pretrained_note(results)
   md = [f"# piggyjax results\n\nTasks, in order: {', '.join(results['tasks'])}  \n"
         f"Machine: {results.get('machine', 'n/a')}  \nElapsed: {took}\n\n"

@@ -64,6 +64,9 @@ def test_rerun_resumes_without_training_again(quick_run):
   again = continual.run(config, work)
   for name in results["strategies"]:
     assert again["strategies"][name]["matrix"] == results["strategies"][name]["matrix"]
+  # the rerun's elapsed time is its own, and results.md says so
+  assert results["resumed"] is False and again["resumed"] is True
+  assert "in this invocation, which resumed" in (work / "results.md").read_text()
 
 
 def test_a_shorter_sequence_reuses_its_rows(quick_run, tmp_path):
