@@ -137,7 +137,7 @@ def run(workdir: Path, env: dict, spec: str = "none:0", count_file: Path | None 
 def comparable(workdir: Path) -> dict:
   """What must not depend on kills: results.json less time and place, and the banks' bytes."""
   res = json.loads((workdir / "results.json").read_text())
-  for key in ("elapsed_s", "machine", "config"):  # config: the input, not a result
+  for key in ("elapsed_s", "resumed", "machine", "config"):  # the input, and how it ran
     res.pop(key)
   for s in res["strategies"].values():
     s.pop("bank")
