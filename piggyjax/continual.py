@@ -250,18 +250,16 @@ def run(config, workdir: Path) -> dict:
   # Finished work found here: this invocation's elapsed time is not the sequence's.
   resumed = not need_base or any((workdir / f"sequence_{s}.json").exists() for s in strats)
   sharding.barrier("piggyjax looked at bank_base")  # before process 0 removes it
-  if need_base and models.is_pretrained(train.model_config(config)):
+  if need_base and sharding.is_writer():
+    shutil.rmtree(base_bank, ignore_errors=True)
+  if need_base and pretrained:
     # A pretrained base (ImageNet): no task trains the backbone; every strategy learns them all.
-    if sharding.is_writer():
-      shutil.rmtree(workdir / "bank_base", ignore_errors=True)
-    train.pretrained_bank(config, workdir / "bank_base")
+    train.pretrained_bank(config, base_bank)
   elif need_base:
     # Task 1 trains the backbone from random init, which is also what scratch does for it:
     # train it once and give every strategy a copy of that bank.
-    if sharding.is_writer():
-      shutil.rmtree(workdir / "bank_base", ignore_errors=True)
     train.train_task(config, first, "base", workdir / "base" / first,
-                     bank_path=workdir / "bank_base", consts=task_consts(consts, first, config))
+                     bank_path=base_bank, consts=task_consts(consts, first, config))
   for s in strats:
     results["strategies"][s] = run_strategy(config, s, task_ids, workdir, fig_batches, consts)
   results["elapsed_s"] = round(time.time() - t0, 1)

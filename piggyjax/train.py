@@ -18,10 +18,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from piggyjax import ckpt_verify, data, sharding, strategies, tasks
+from piggyjax import ckpt_verify, data, models, sharding, strategies, tasks
 from piggyjax.data import device_augment
 from piggyjax.bank import Bank
-from piggyjax import models
 from piggyjax.models import unet
 from piggyjax.progress import Reporter
 
